@@ -1,0 +1,1 @@
+//! `skiff-apiserver`: the Kubernetes-compatible HTTP API.

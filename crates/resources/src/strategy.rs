@@ -1,0 +1,38 @@
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+use crate::{Column, FieldError, Row};
+
+/// Per-kind behaviour plugged into the generic REST handlers.
+///
+/// Objects are passed as JSON (`serde_json::Value`) because the REST path is shared
+/// with CRDs and patches; built-in strategies deserialize into k8s-openapi types
+/// where they need structure. Every method must be total: no panics on any input.
+pub trait Strategy: Send + Sync {
+    /// Fill in defaults (as the Kubernetes defaulters do) before validation, on
+    /// create and on update. Must be idempotent.
+    fn default(&self, _obj: &mut Value) {}
+
+    /// Validate the whole object, including `metadata` (name rules for this kind,
+    /// labels, annotations). `old` is `Some` on update (for immutable fields).
+    /// Field paths are Kubernetes-style (`spec.template.spec.containers[0].name`).
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError>;
+
+    /// Paths of fields the schema does not know (for `fieldValidation=Strict|Warn`),
+    /// formatted as Kubernetes does: `.spec.foo`, `.spec.containers[0].bar`.
+    fn unknown_fields(&self, obj: &Value) -> Vec<String>;
+
+    /// Table columns for `kubectl get` (the first is `Name`).
+    fn columns(&self) -> Vec<Column>;
+
+    /// Cells for one object, matching [`Strategy::columns`]. `now` is an input so
+    /// ages are testable.
+    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Row;
+
+    /// Value of a kind-specific field selector field (`spec.nodeName`, `status.phase`,
+    /// `type` for Secrets, `involvedObject.name` for Events ...). `metadata.name` and
+    /// `metadata.namespace` are handled generically. `None` = field not supported.
+    fn field_value(&self, _obj: &Value, _field: &str) -> Option<String> {
+        None
+    }
+}
