@@ -9,6 +9,13 @@ use crate::{Column, FieldError, Row};
 /// with CRDs and patches; built-in strategies deserialize into k8s-openapi types
 /// where they need structure. Every method must be total: no panics on any input.
 pub trait Strategy: Send + Sync {
+    /// Canonicalise an incoming object: decode it as this kind's schema and re-encode,
+    /// dropping unknown fields (Kubernetes prunes them) and normalising values.
+    /// `Err(message)` when a field has the wrong type (the API server answers 400
+    /// BadRequest with that message, e.g. `json: cannot unmarshal string into Go struct
+    /// field DeploymentSpec.spec.replicas of type int32`).
+    fn normalize(&self, obj: serde_json::Value) -> Result<Value, String>;
+
     /// Fill in defaults (as the Kubernetes defaulters do) before validation, on
     /// create and on update. Must be idempotent.
     fn default(&self, _obj: &mut Value) {}
