@@ -6,12 +6,22 @@
 //! schema. The API server's REST handlers are generic over these definitions, so
 //! adding a kind means adding a definition, not handlers.
 
+mod catalog;
 mod field_error;
+mod kinds;
+mod normalize;
 mod registry;
+mod selector;
 mod strategy;
 mod table;
+mod tables;
+mod typed;
+mod unknown_fields;
+mod validation;
 
 pub use field_error::{ErrorType, FieldError};
 pub use registry::{builtin_resources, ResourceDef, ScaleSubresource, SchemaFn};
+pub use selector::{label_selector_string, scale_selector};
 pub use strategy::Strategy;
 pub use table::{Column, Row};
+pub use tables::human_duration;

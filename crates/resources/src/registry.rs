@@ -66,7 +66,7 @@ impl ResourceDef {
     }
 }
 
-/// Every built-in kind skiff serves.
+/// Every built-in kind skiff serves, each exactly once.
 pub fn builtin_resources() -> Vec<ResourceDef> {
-    Vec::new()
+    crate::catalog::all()
 }

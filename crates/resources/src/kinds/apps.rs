@@ -1,0 +1,39 @@
+//! apps/v1 kinds.
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::api::apps::v1::{
+    ControllerRevision, DaemonSet, Deployment, ReplicaSet, StatefulSet,
+};
+
+use crate::tables::apps as t;
+use crate::typed::BuiltinKind;
+use crate::{Column, Row};
+
+impl BuiltinKind for Deployment {
+    schema!();
+    table!(t::deployment_columns, t::deployment_row);
+}
+
+impl BuiltinKind for ReplicaSet {
+    schema!();
+    table!(t::replica_set_columns, t::replica_set_row);
+    fn field_value(&self, field: &str) -> Option<String> {
+        (field == "status.replicas")
+            .then(|| self.status.as_ref().map_or(0, |s| s.replicas).to_string())
+    }
+}
+
+impl BuiltinKind for StatefulSet {
+    schema!();
+    table!(t::stateful_set_columns, t::stateful_set_row);
+}
+
+impl BuiltinKind for DaemonSet {
+    schema!();
+    table!(t::daemon_set_columns, t::daemon_set_row);
+}
+
+impl BuiltinKind for ControllerRevision {
+    schema!();
+    table!(t::controller_revision_columns, t::controller_revision_row);
+}

@@ -1,0 +1,179 @@
+//! The generic [`Strategy`] for built-in kinds: one implementation, parameterised by
+//! the k8s-openapi type, with per-kind hooks in [`BuiltinKind`].
+
+use std::marker::PhantomData;
+
+use chrono::{DateTime, Utc};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::validation::meta::{validate_object_meta, NameRule};
+use crate::{normalize, unknown_fields, Column, FieldError, Row, Strategy};
+
+/// Per-kind knowledge of a built-in kind. Every hook has a neutral default, so a
+/// kind only writes what differs.
+pub(crate) trait BuiltinKind:
+    k8s_openapi::Resource
+    + k8s_openapi::Metadata<Ty = ObjectMeta>
+    + Serialize
+    + DeserializeOwned
+    + Send
+    + Sync
+    + 'static
+{
+    /// How `metadata.name` is validated.
+    const NAME_RULE: NameRule = NameRule::Subdomain;
+
+    /// The OpenAPI schema of the kind.
+    fn schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema;
+
+    /// Upstream defaulters. Must be idempotent.
+    fn apply_defaults(&mut self) {}
+
+    /// Kind-specific validation (metadata is validated generically before this).
+    fn validate_kind(&self, _old: Option<&Self>) -> Vec<FieldError> {
+        Vec::new()
+    }
+
+    /// Table columns; the default is `Name`, `Age`.
+    fn columns() -> Vec<Column> {
+        vec![Column::name(), Column::age()]
+    }
+
+    /// Cells matching [`BuiltinKind::columns`].
+    fn row(&self, now: DateTime<Utc>) -> Row {
+        let meta = self.metadata();
+        vec![
+            crate::tables::name_cell(meta),
+            crate::tables::age_cell(meta, now),
+        ]
+    }
+
+    /// Kind-specific field selector fields.
+    fn field_value(&self, _field: &str) -> Option<String> {
+        None
+    }
+}
+
+/// [`Strategy`] for the built-in kind `K`.
+pub(crate) struct TypedStrategy<K>(PhantomData<fn() -> K>);
+
+impl<K> TypedStrategy<K> {
+    pub(crate) fn new() -> Self {
+        TypedStrategy(PhantomData)
+    }
+}
+
+impl<K: BuiltinKind> TypedStrategy<K> {
+    fn decode(&self, obj: Value) -> Result<K, String> {
+        normalize::decode::<K>(obj, K::KIND, K::schema)
+    }
+
+    /// Checks `apiVersion`/`kind` when present (k8s-openapi would otherwise reject a
+    /// mismatch with a serde message) and fills them in when absent.
+    fn check_type_meta(obj: &mut Value) -> Result<(), String> {
+        let Some(map) = obj.as_object_mut() else {
+            return Ok(());
+        };
+        match map.get("apiVersion") {
+            Some(Value::String(v)) if v != K::API_VERSION => return Err(format!(
+                "the API version in the data ({v}) does not match the expected API version ({})",
+                K::API_VERSION
+            )),
+            Some(Value::String(_)) | Some(Value::Null) | None => {}
+            Some(_) => return Err(
+                "json: cannot unmarshal non-string into Go struct field .apiVersion of type string"
+                    .into(),
+            ),
+        }
+        match map.get("kind") {
+            Some(Value::String(k)) if !k.is_empty() && k != K::KIND => {
+                return Err(format!(
+                    "the kind in the data ({k}) does not match the expected kind ({})",
+                    K::KIND
+                ))
+            }
+            Some(Value::String(_)) | Some(Value::Null) | None => {}
+            Some(_) => {
+                return Err(
+                    "json: cannot unmarshal non-string into Go struct field .kind of type string"
+                        .into(),
+                )
+            }
+        }
+        map.insert("apiVersion".into(), Value::String(K::API_VERSION.into()));
+        map.insert("kind".into(), Value::String(K::KIND.into()));
+        Ok(())
+    }
+
+    fn round_trip(&self, mut obj: Value) -> Result<Value, String> {
+        Self::check_type_meta(&mut obj)?;
+        let typed = self.decode(obj)?;
+        serde_json::to_value(&typed).map_err(|e| format!("json: {e}"))
+    }
+}
+
+impl<K: BuiltinKind> Strategy for TypedStrategy<K> {
+    fn normalize(&self, obj: Value) -> Result<Value, String> {
+        self.round_trip(obj)
+    }
+
+    fn default(&self, obj: &mut Value) {
+        // The server normalizes first, so decoding cannot fail here; if it somehow
+        // does, leaving the object untouched lets validation report the problem.
+        let Ok(mut typed) = self.decode(obj.clone()) else {
+            return;
+        };
+        typed.apply_defaults();
+        if let Ok(v) = serde_json::to_value(&typed) {
+            *obj = v;
+        }
+    }
+
+    fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
+        let typed = match self.decode(obj.clone()) {
+            Ok(t) => t,
+            Err(e) => return vec![FieldError::invalid("", Value::Null, e)],
+        };
+        let old = old.and_then(|o| self.decode(o.clone()).ok());
+        let mut errs = validate_object_meta(typed.metadata(), K::NAME_RULE);
+        errs.extend(typed.validate_kind(old.as_ref()));
+        errs
+    }
+
+    fn unknown_fields(&self, obj: &Value) -> Vec<String> {
+        let mut input = obj.clone();
+        normalize::strip_nulls(&mut input);
+        match self.round_trip(input.clone()) {
+            Ok(known) => unknown_fields::diff(&input, &known),
+            Err(_) => Vec::new(),
+        }
+    }
+
+    fn columns(&self) -> Vec<Column> {
+        K::columns()
+    }
+
+    fn row(&self, obj: &Value, now: DateTime<Utc>) -> Row {
+        match self.decode(obj.clone()) {
+            Ok(typed) => typed.row(now),
+            Err(_) => {
+                // Stored objects always decode; an undecodable one still gets a row of
+                // the right width so one bad object cannot break a whole listing.
+                let name = obj
+                    .pointer("/metadata/name")
+                    .cloned()
+                    .unwrap_or(Value::String(String::new()));
+                let mut row = vec![name];
+                row.resize(K::columns().len(), Value::String("<unknown>".into()));
+                row
+            }
+        }
+    }
+
+    fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
+        self.decode(obj.clone()).ok()?.field_value(field)
+    }
+}
