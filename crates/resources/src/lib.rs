@@ -7,6 +7,7 @@
 //! adding a kind means adding a definition, not handlers.
 
 mod catalog;
+mod defaults;
 mod field_error;
 mod kinds;
 mod normalize;
@@ -19,6 +20,7 @@ mod typed;
 mod unknown_fields;
 mod validation;
 
+pub use crd::{crd_resource_defs, validate_crd, CrdStrategy, CrdVersion};
 pub use field_error::{ErrorType, FieldError};
 pub use registry::{builtin_resources, ResourceDef, ScaleSubresource, SchemaFn};
 pub use selector::{label_selector_string, scale_selector};

@@ -78,10 +78,12 @@ impl<K: BuiltinKind> TypedStrategy<K> {
             return Ok(());
         };
         match map.get("apiVersion") {
-            Some(Value::String(v)) if v != K::API_VERSION => return Err(format!(
+            Some(Value::String(v)) if v != K::API_VERSION => {
+                return Err(format!(
                 "the API version in the data ({v}) does not match the expected API version ({})",
                 K::API_VERSION
-            )),
+            ))
+            }
             Some(Value::String(_)) | Some(Value::Null) | None => {}
             Some(_) => return Err(
                 "json: cannot unmarshal non-string into Go struct field .apiVersion of type string"

@@ -11,11 +11,17 @@ use crate::{Column, Row};
 
 impl BuiltinKind for Deployment {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::workloads::deployment(self);
+    }
     table!(t::deployment_columns, t::deployment_row);
 }
 
 impl BuiltinKind for ReplicaSet {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::workloads::replica_set(self);
+    }
     table!(t::replica_set_columns, t::replica_set_row);
     fn field_value(&self, field: &str) -> Option<String> {
         (field == "status.replicas")
@@ -25,11 +31,17 @@ impl BuiltinKind for ReplicaSet {
 
 impl BuiltinKind for StatefulSet {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::workloads::stateful_set(self);
+    }
     table!(t::stateful_set_columns, t::stateful_set_row);
 }
 
 impl BuiltinKind for DaemonSet {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::workloads::daemon_set(self);
+    }
     table!(t::daemon_set_columns, t::daemon_set_row);
 }
 

@@ -10,6 +10,9 @@ use crate::{Column, Row};
 
 impl BuiltinKind for Job {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::workloads::job(self);
+    }
     table!(t::job_columns, t::job_row);
     fn field_value(&self, field: &str) -> Option<String> {
         (field == "status.successful").then(|| {
@@ -26,5 +29,8 @@ impl BuiltinKind for CronJob {
     /// Job names are `<cronjob>-<11 digit timestamp>`, and must stay within 63.
     const NAME_RULE: NameRule = NameRule::SubdomainMax(52);
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::workloads::cron_job(self);
+    }
     table!(t::cron_job_columns, t::cron_job_row);
 }

@@ -18,6 +18,9 @@ fn nonempty(s: Option<&String>) -> String {
 impl BuiltinKind for Namespace {
     const NAME_RULE: NameRule = NameRule::Label;
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::core::namespace(self);
+    }
     table!(t::namespace_columns, t::namespace_row);
     fn field_value(&self, field: &str) -> Option<String> {
         match field {
@@ -31,6 +34,11 @@ impl BuiltinKind for Namespace {
 
 impl BuiltinKind for Pod {
     schema!();
+    fn apply_defaults(&mut self) {
+        if let Some(spec) = self.spec.as_mut() {
+            crate::defaults::pod::bare_pod_spec(spec);
+        }
+    }
     table!(pt::columns, pt::row);
     fn field_value(&self, field: &str) -> Option<String> {
         let spec = self.spec.as_ref();
@@ -59,11 +67,17 @@ impl BuiltinKind for Pod {
 impl BuiltinKind for Service {
     const NAME_RULE: NameRule = NameRule::Rfc1035Label;
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::core::service(self);
+    }
     table!(t::service_columns, t::service_row);
 }
 
 impl BuiltinKind for Endpoints {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::core::endpoints(self);
+    }
     table!(t::endpoints_columns, t::endpoints_row);
 }
 
@@ -74,6 +88,9 @@ impl BuiltinKind for ConfigMap {
 
 impl BuiltinKind for Secret {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::core::secret(self);
+    }
     table!(t::secret_columns, t::secret_row);
     fn field_value(&self, field: &str) -> Option<String> {
         (field == "type").then(|| nonempty(self.type_.as_ref()))
@@ -133,5 +150,8 @@ impl BuiltinKind for LimitRange {
 
 impl BuiltinKind for PersistentVolumeClaim {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::core::pvc(self);
+    }
     table!(t::pvc_columns, t::pvc_row);
 }

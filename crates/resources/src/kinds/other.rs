@@ -16,6 +16,9 @@ use crate::{Column, Row};
 
 impl BuiltinKind for EndpointSlice {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::core::endpoint_slice(self);
+    }
     table!(t::endpoint_slice_columns, t::endpoint_slice_row);
 }
 
@@ -26,11 +29,17 @@ impl BuiltinKind for Lease {
 
 impl BuiltinKind for HorizontalPodAutoscaler {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::workloads::hpa(self);
+    }
     table!(t::hpa_columns, t::hpa_row);
 }
 
 impl BuiltinKind for NetworkPolicy {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::core::network_policy(self);
+    }
     table!(t::network_policy_columns, t::network_policy_row);
 }
 
@@ -80,6 +89,9 @@ impl BuiltinKind for ClusterRoleBinding {
 
 impl BuiltinKind for CustomResourceDefinition {
     schema!();
+    fn apply_defaults(&mut self) {
+        crate::defaults::core::crd(self);
+    }
     fn columns() -> Vec<Column> {
         t::created_at_columns()
     }
