@@ -1,1 +1,165 @@
-fn main() {}
+//! The `skiff` command: a serverless Kubernetes in one binary.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use skiff_store::{Revision, SqliteOptions, SqliteStore, Store};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "skiff",
+    version,
+    about = "A serverless Kubernetes in one binary",
+    long_about = "skiff runs a Kubernetes-compatible control plane whose pods run as sandboxes on a virtual node.\n\nStart it with `skiff server`, then point kubectl at the kubeconfig it prints."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the control plane (API server with its embedded store) on this machine.
+    Server(ServerArgs),
+    /// Print the skiff version and the Kubernetes API version it serves.
+    Version,
+}
+
+#[derive(clap::Args, Debug)]
+struct ServerArgs {
+    /// Address and port of the HTTPS API.
+    #[arg(long, env = "SKIFF_LISTEN", default_value = "127.0.0.1:6443")]
+    listen: SocketAddr,
+    /// Where state, certificates and the admin kubeconfig live (default: ~/.skiff).
+    #[arg(long, env = "SKIFF_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// The store: `sqlite` (embedded, in the data dir) or `sqlite:<path>`.
+    #[arg(long, env = "SKIFF_STORE", default_value = "sqlite")]
+    store: String,
+    /// Extra DNS names or IPs for the serving certificate (repeatable).
+    #[arg(long = "tls-san", env = "SKIFF_TLS_SANS", value_delimiter = ',')]
+    tls_sans: Vec<String>,
+    /// How long watch history is kept before compaction (seconds).
+    #[arg(long, env = "SKIFF_HISTORY_SECONDS", default_value_t = 300)]
+    history_seconds: u64,
+}
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("/root"))
+        .join(".skiff")
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Version => {
+            let v = skiff_apiserver::version::info();
+            println!("skiff {}", env!("CARGO_PKG_VERSION"));
+            println!("Kubernetes API {}", v["gitVersion"].as_str().unwrap_or(""));
+            Ok(())
+        }
+        Command::Server(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            let rt = tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()?;
+            rt.block_on(server(args))
+        }
+    }
+}
+
+async fn server(args: ServerArgs) -> anyhow::Result<()> {
+    let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("creating {}", data_dir.display()))?;
+    let db_path = match args.store.as_str() {
+        "sqlite" => data_dir.join("state.db"),
+        s if s.starts_with("sqlite:") => PathBuf::from(&s["sqlite:".len()..]),
+        other => anyhow::bail!("unknown store {other:?}: use `sqlite` or `sqlite:<path>`"),
+    };
+    let store =
+        tokio::task::spawn_blocking(move || SqliteStore::open(&db_path, SqliteOptions::default()))
+            .await?
+            .context("opening the store")?;
+    let store: Arc<dyn Store> = Arc::new(store);
+
+    let shutdown = CancellationToken::new();
+    let cfg = skiff_apiserver::ServerConfig {
+        listen: args.listen,
+        data_dir: data_dir.clone(),
+        extra_sans: args.tls_sans.clone(),
+    };
+    let running = skiff_apiserver::start(cfg, store.clone(), shutdown.clone()).await?;
+    eprintln!(
+        "skiff API server listening on https://{}",
+        running.local_addr
+    );
+    eprintln!("kubeconfig: {}", running.kubeconfig_path.display());
+    eprintln!("  export KUBECONFIG={}", running.kubeconfig_path.display());
+
+    let compactor = tokio::spawn(compact_loop(
+        store.clone(),
+        Duration::from_secs(args.history_seconds.max(10)),
+        shutdown.clone(),
+    ));
+
+    wait_for_signal().await;
+    tracing::info!("shutting down");
+    shutdown.cancel();
+    let _ = tokio::time::timeout(Duration::from_secs(10), running.wait()).await; // bounded drain
+    let _ = compactor.await; // the loop ends on the token
+    drop(running);
+    drop(store);
+    Ok(())
+}
+
+/// Keep `history` of watch history: every `history`, compact at the revision
+/// that was current one period ago (as kube-apiserver compacts etcd).
+async fn compact_loop(store: Arc<dyn Store>, history: Duration, shutdown: CancellationToken) {
+    let mut previous: Option<Revision> = None;
+    let mut tick = tokio::time::interval(history);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Some(rev) = previous {
+            if let Err(e) = store.compact(rev).await {
+                tracing::warn!(error = %e, revision = rev.0, "compaction failed");
+            }
+        }
+        previous = store.current_revision().await.ok();
+    }
+}
+
+async fn wait_for_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await; // no SIGTERM handler possible: Ctrl-C only
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+}

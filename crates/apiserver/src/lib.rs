@@ -1,1 +1,34 @@
 //! `skiff-apiserver`: the Kubernetes-compatible HTTP API.
+//!
+//! Requests pass a stack of tower layers (panic catch, authentication, metrics;
+//! see [`server::app`]) and reach one dispatcher that resolves a typed
+//! [`request_info::RequestInfo`] and serves discovery, OpenAPI or the generic REST
+//! verbs of [`rest::Rest`] over the revisioned store.
+
+pub mod auth;
+mod bootstrap;
+mod content;
+mod crds;
+mod discovery;
+pub mod error;
+mod handlers;
+mod kubeconfig;
+mod managed;
+pub mod metrics;
+pub mod object;
+mod openapi;
+mod patching;
+pub mod query;
+pub mod registry;
+pub mod request_info;
+pub mod rest;
+mod scale;
+mod selectors;
+pub mod server;
+pub mod state;
+mod table;
+pub mod tls;
+pub mod version;
+mod watch;
+
+pub use server::{start, RunningServer, ServerConfig, ServerError};

@@ -1,0 +1,93 @@
+//! Authentication as a middleware layer: bearer tokens map to a [`UserInfo`] that
+//! later layers (tenancy, RBAC, fairness) and handlers read from the request
+//! extensions.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+
+/// The authenticated identity of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserInfo {
+    pub username: String,
+    pub uid: String,
+    pub groups: Vec<String>,
+}
+
+impl UserInfo {
+    pub fn admin() -> Self {
+        UserInfo {
+            username: "skiff-admin".into(),
+            uid: "skiff-admin".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        }
+    }
+    pub fn anonymous() -> Self {
+        UserInfo {
+            username: "system:anonymous".into(),
+            uid: String::new(),
+            groups: vec!["system:unauthenticated".into()],
+        }
+    }
+}
+
+/// Static bearer tokens → users.
+#[derive(Debug, Default, Clone)]
+pub struct Authenticator {
+    tokens: HashMap<String, UserInfo>,
+}
+
+impl Authenticator {
+    #[must_use]
+    pub fn with_token(mut self, token: impl Into<String>, user: UserInfo) -> Self {
+        self.tokens.insert(token.into(), user);
+        self
+    }
+
+    pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        self.tokens.get(token).cloned()
+    }
+}
+
+/// Paths anonymous clients may read (as Kubernetes' `system:public-info-viewer`).
+fn public(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz"
+            | "/livez"
+            | "/readyz"
+            | "/version"
+            | "/healthz/ping"
+            | "/livez/ping"
+            | "/readyz/ping"
+    )
+}
+
+pub async fn layer(
+    State(auth): State<Arc<Authenticator>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
+    let header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let user = match auth.authenticate(header) {
+        Some(u) => u,
+        None if public(req.uri().path()) => UserInfo::anonymous(),
+        None => {
+            return ApiError::Unauthorized {
+                message: "Unauthorized".into(),
+            }
+            .into_response()
+        }
+    };
+    req.extensions_mut().insert(user);
+    next.run(req).await
+}

@@ -1,0 +1,201 @@
+//! Watch: a chunked stream of `{"type": ..., "object": ...}` JSON lines, fed by the
+//! store's watch, filtered by selectors, with optional initial events and bookmarks.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use serde_json::{json, Value};
+use skiff_store::{EventKind, Revision};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::content::Output;
+use crate::error::ApiError;
+use crate::object;
+use crate::query::{ListParams, RvMatch};
+use crate::registry::Resource;
+use crate::rest::Rest;
+use crate::table;
+
+/// How a watch event's object is rendered.
+#[derive(Clone)]
+struct Render {
+    res: Arc<Resource>,
+    output: Output,
+    params: ListParams,
+}
+
+impl Render {
+    fn event(&self, kind: &str, obj: &Value, first: bool) -> Bytes {
+        let object = match self.output {
+            Output::Object => obj.clone(),
+            Output::PartialMetadata => table::partial_metadata(obj),
+            Output::Table => table::table(
+                &self.res,
+                std::slice::from_ref(obj),
+                self.params.include_object,
+                json!({"resourceVersion": object::resource_version(obj).unwrap_or("")}),
+                first,
+            ),
+        };
+        let mut line =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+
+    fn bookmark(&self, rv: Revision, initial_end: bool) -> Bytes {
+        let mut meta = json!({"resourceVersion": rv.0.to_string()});
+        if initial_end {
+            meta["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = json!({"kind": self.res.def.kind, "apiVersion": self.res.def.api_version(), "metadata": meta});
+        let mut line =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
+        line.push(b'\n');
+        Bytes::from(line)
+    }
+}
+
+fn error_event(e: &ApiError) -> Bytes {
+    let mut line =
+        serde_json::to_vec(&json!({"type": "ERROR", "object": e.to_status()})).unwrap_or_default();
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+/// Start a watch. Returns a channel of encoded lines; the sender side runs in a
+/// task that ends when the client goes away, the timeout passes, the store
+/// stream ends or `shutdown` fires.
+pub async fn start(
+    rest: Arc<Rest>,
+    res: Arc<Resource>,
+    namespace: Option<String>,
+    params: ListParams,
+    output: Output,
+    shutdown: CancellationToken,
+) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+    Rest::check_field_selector(&res, &params)?;
+    let ns = if res.def.namespaced {
+        namespace.clone()
+    } else {
+        None
+    };
+    let prefix = res.prefix(ns.as_deref());
+    let render = Render {
+        res: res.clone(),
+        output,
+        params: params.clone(),
+    };
+    let (tx, rx) = mpsc::channel::<Bytes>(256);
+
+    // rv unset or "0": synthetic ADDED events for the current state, then changes.
+    let rv = params.resource_version.unwrap_or_default();
+    let wants_initial = match params.send_initial_events {
+        Some(v) => v,
+        None => rv.0 == 0,
+    };
+    let mut initial = Vec::new();
+    let mut from = rv;
+    if wants_initial {
+        let page = rest
+            .list(
+                &res,
+                ns.as_deref(),
+                &ListParams {
+                    limit: None,
+                    continue_token: None,
+                    rv_match: Some(RvMatch::NotOlderThan),
+                    resource_version: None,
+                    ..params.clone()
+                },
+            )
+            .await?;
+        from = page.resource_version;
+        initial = page.items;
+    } else if rv.0 == 0 {
+        from = rest.store.current_revision().await?;
+    }
+    let stream = rest.store.watch(&prefix, from).await;
+    let timeout = Duration::from_secs(
+        params
+            .timeout_seconds
+            .unwrap_or_else(|| 1800 + rand::random::<u64>() % 1800),
+    );
+    let send_initial_end = params.send_initial_events == Some(true) && params.allow_bookmarks;
+
+    tokio::spawn(async move {
+        let mut first = true;
+        for obj in &initial {
+            if tx.send(render.event("ADDED", obj, first)).await.is_err() {
+                return;
+            }
+            first = false;
+        }
+        if send_initial_end && tx.send(render.bookmark(from, true)).await.is_err() {
+            return;
+        }
+        let mut stream = match stream {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = tx.send(error_event(&ApiError::from(e))).await; // client may be gone; nothing to do
+                return;
+            }
+        };
+        let deadline = tokio::time::sleep(timeout);
+        tokio::pin!(deadline);
+        let mut bookmarks = tokio::time::interval(Duration::from_secs(60));
+        bookmarks.tick().await;
+        let mut last = from;
+        loop {
+            tokio::select! {
+                _ = &mut deadline => return,
+                _ = shutdown.cancelled() => return,
+                _ = tx.closed() => return,
+                _ = bookmarks.tick(), if render.params.allow_bookmarks => {
+                    if tx.send(render.bookmark(last, false)).await.is_err() { return; }
+                }
+                ev = stream.next() => {
+                    let Some(ev) = ev else { return };
+                    let ev = match ev {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            let _ = tx.send(error_event(&ApiError::from(e))).await; // stream ends either way
+                            return;
+                        }
+                    };
+                    last = ev.revision();
+                    let Some(line) = translate(&render, &rest, &ev, first) else { continue };
+                    first = false;
+                    if tx.send(line).await.is_err() { return; }
+                }
+            }
+        }
+    });
+    Ok(rx)
+}
+
+/// Store event → watch event, honouring selectors: an object that starts
+/// matching is ADDED, one that stops matching is DELETED.
+fn translate(render: &Render, rest: &Rest, ev: &skiff_store::Event, first: bool) -> Option<Bytes> {
+    let res = &render.res;
+    let decode = |kv: &skiff_store::KeyValue| Rest::decode(res, kv).ok();
+    let new = decode(&ev.kv)?;
+    let matches = |o: &Value| rest.matches(res, o, &render.params);
+    match ev.kind {
+        EventKind::Delete => matches(&new).then(|| render.event("DELETED", &new, first)),
+        EventKind::Put => {
+            let old = ev.prev.as_ref().and_then(decode);
+            let now_in = matches(&new);
+            let was_in = old.as_ref().is_some_and(matches);
+            match (was_in, now_in) {
+                (false, true) => Some(render.event("ADDED", &new, first)),
+                (true, true) => Some(render.event("MODIFIED", &new, first)),
+                (true, false) => Some(render.event("DELETED", &new, first)),
+                (false, false) => None,
+            }
+        }
+    }
+}
