@@ -7,6 +7,7 @@
 //! adding a kind means adding a definition, not handlers.
 
 mod catalog;
+mod crd;
 mod defaults;
 mod field_error;
 mod kinds;
