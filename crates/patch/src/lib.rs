@@ -7,6 +7,7 @@
 //!
 //! Everything here is a pure function on `serde_json::Value`.
 
+pub mod apply;
 mod error;
 mod json;
 mod merge;
@@ -16,6 +17,7 @@ mod strategic;
 #[cfg(test)]
 mod test_schema;
 
+pub use apply::{apply, track_update, ApplyError, Conflict};
 pub use error::{Error, Result};
 pub use json::json_patch;
 pub use merge::merge_patch;

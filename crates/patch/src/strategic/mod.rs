@@ -179,10 +179,11 @@ impl Merger<'_> {
                 continue;
             }
             if value.is_null() {
-                original.remove(key);
+                original.shift_remove(key);
                 continue;
             }
-            let merged = match original.remove(key) {
+            // Take the old value out in place so the key keeps its position.
+            let merged = match original.get_mut(key).map(std::mem::take) {
                 None if list::is_delete_directive(value) => continue,
                 None => self.fresh(key, value, depth + 1)?,
                 Some(Value::Object(old)) => match value {
