@@ -1,1 +1,290 @@
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
 
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::StreamExt;
+use tempfile::TempDir;
+
+use super::{SqliteOptions, SqliteStore};
+use crate::contract::{self, Harness};
+use crate::metrics::Statement;
+use crate::{Revision, Store};
+
+struct Sqlite {
+    dir: TempDir,
+    opts: SqliteOptions,
+}
+
+impl Sqlite {
+    fn new(opts: SqliteOptions) -> Self {
+        Sqlite {
+            dir: tempfile::tempdir().unwrap(),
+            opts,
+        }
+    }
+
+    fn open_store(&self) -> SqliteStore {
+        SqliteStore::open(&self.dir.path().join("store.db"), self.opts.clone()).unwrap()
+    }
+}
+
+#[async_trait]
+impl Harness for Sqlite {
+    async fn open(&self) -> Arc<dyn Store> {
+        Arc::new(self.open_store())
+    }
+
+    fn prefix(&self) -> String {
+        "/registry/contract/".to_owned()
+    }
+}
+
+/// One `#[tokio::test]` per contract function, for the default options and for
+/// a two-event history ring, which sends nearly every replay to the log table.
+macro_rules! contract_tests {
+    ($($name:ident),* $(,)?) => {
+        mod default_options {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let h = super::Sqlite::new(super::SqliteOptions::default());
+                    crate::contract::$name(&h).await;
+                }
+            )*
+        }
+        mod tiny_history_ring {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $name() {
+                    let h = super::Sqlite::new(super::SqliteOptions::default().history_events(2));
+                    crate::contract::$name(&h).await;
+                }
+            )*
+        }
+    };
+}
+
+contract_tests!(
+    crud,
+    cas_conflicts,
+    cas_race_has_one_winner,
+    revision_survives_restart,
+    list_pagination,
+    list_at_old_revision,
+    compaction,
+    watch_replay_then_live,
+    watch_prefix_filter,
+    watch_from_now,
+    event_content,
+    concurrent_writers,
+);
+
+#[tokio::test]
+async fn contract_list_names_every_function() {
+    let names: Vec<&str> = contract::all().into_iter().map(|(name, _)| name).collect();
+    assert_eq!(names.len(), 12);
+    // Running through the boxed form works too.
+    let h = Sqlite::new(SqliteOptions::default());
+    let (_, crud) = contract::all().into_iter().next().unwrap();
+    crud(&h).await;
+}
+
+async fn next_within(stream: &mut crate::WatchStream) -> Option<crate::Result<crate::Event>> {
+    tokio::time::timeout(Duration::from_secs(30), stream.next())
+        .await
+        .expect("watch stream neither yielded nor ended within 30s")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_watcher_stream_ends_and_rewatch_recovers() {
+    let h = Sqlite::new(SqliteOptions::default().watch_lag(8).history_events(8));
+    let store = h.open_store();
+    let start = store
+        .create("/other", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let mut stream = store.watch("/lag/", Revision(0)).await.unwrap();
+    let mut acked = Vec::new();
+    for i in 0..100 {
+        acked.push(
+            store
+                .create(&format!("/lag/{i:03}"), Bytes::from_static(b"x"))
+                .await
+                .unwrap(),
+        );
+    }
+    // The watcher never polled while 100 events went by: its stream ends
+    // instead of buffering without bound.
+    let mut delivered = Vec::new();
+    while let Some(event) = next_within(&mut stream).await {
+        delivered.push(event.unwrap().revision());
+    }
+    assert!(delivered.len() < acked.len());
+    // Re-watching from the last revision seen replays the rest from the log.
+    let resume = delivered.last().copied().unwrap_or(start);
+    let mut stream = store.watch("/lag/", resume).await.unwrap();
+    let mut rest = Vec::new();
+    while rest.last() != acked.last() {
+        rest.push(next_within(&mut stream).await.unwrap().unwrap().revision());
+    }
+    delivered.extend(rest);
+    assert_eq!(delivered, acked);
+}
+
+#[tokio::test]
+async fn dropping_the_store_ends_watch_streams() {
+    let h = Sqlite::new(SqliteOptions::default());
+    let store = h.open_store();
+    let mut stream = store.watch("/", Revision(0)).await.unwrap();
+    drop(store);
+    assert!(next_within(&mut stream).await.is_none());
+}
+
+#[tokio::test]
+async fn statements_are_timed() {
+    let h = Sqlite::new(SqliteOptions::default());
+    let store = h.open_store();
+    store
+        .create("/m/a", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    store.get("/m/a").await.unwrap();
+    let snapshot = store.metrics().snapshot();
+    let insert = snapshot
+        .iter()
+        .find(|s| s.statement == Statement::InsertLog)
+        .unwrap();
+    assert_eq!((insert.count, insert.errors), (1, 0));
+    assert_eq!(insert.buckets.iter().sum::<u64>(), 1);
+    assert!(insert.total > Duration::ZERO);
+    let get = snapshot
+        .iter()
+        .find(|s| s.statement == Statement::GetCurrent)
+        .unwrap();
+    // One CAS check in the writer, one read.
+    assert_eq!(get.count, 2);
+    assert!(snapshot.iter().any(|s| s.statement == Statement::Commit));
+    assert_eq!(store.metrics().batches(), (1, 1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_writes_share_commits() {
+    let h = Sqlite::new(SqliteOptions::default());
+    let store = Arc::new(h.open_store());
+    let metrics = store.metrics();
+    let dyn_store: Arc<dyn Store> = store.clone();
+    crate::measure_create_rate(dyn_store, "/g/", 32, 640, 16)
+        .await
+        .unwrap();
+    let (batches, writes) = metrics.batches();
+    assert_eq!(writes, 640);
+    // Not a timing assertion: batching can only merge, never lose writes.
+    assert!(batches <= writes && batches > 0);
+    tracing::info!(batches, writes, "group commit");
+}
+
+/// Environment variable that turns `durability_child` into the writer process.
+const CHILD_DB: &str = "SKIFF_STORE_DURABILITY_CHILD_DB";
+
+/// The child side of `acknowledged_writes_survive_kill_9`: writes keys from
+/// several tasks and prints each acknowledged revision, until killed. Does
+/// nothing in a normal test run.
+#[test]
+fn durability_child() {
+    let Some(path) = std::env::var_os(CHILD_DB) else {
+        return;
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async move {
+        let store = Arc::new(
+            SqliteStore::open(std::path::Path::new(&path), SqliteOptions::default()).unwrap(),
+        );
+        let mut tasks = tokio::task::JoinSet::new();
+        for w in 0..8 {
+            let store = Arc::clone(&store);
+            tasks.spawn(async move {
+                // Bounded in case nobody kills us.
+                for i in 0..20_000 {
+                    let key = format!("/durable/{w}/{i:06}");
+                    let rev = store
+                        .create(&key, Bytes::from(key.clone().into_bytes()))
+                        .await
+                        .unwrap();
+                    let mut out = std::io::stdout().lock();
+                    writeln!(out, "ACK {key} {rev}").unwrap();
+                    out.flush().unwrap();
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+    });
+}
+
+#[test]
+fn acknowledged_writes_survive_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("store.db");
+    let mut child = Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "sqlite::tests::durability_child",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DB, &db)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut acked: Vec<(String, Revision)> = Vec::new();
+    let mut killed = false;
+    for line in BufReader::new(stdout).lines() {
+        let Ok(line) = line else { break };
+        let mut parts = line.split(' ');
+        if let (Some("ACK"), Some(key), Some(rev), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        {
+            if let Ok(rev) = rev.parse() {
+                acked.push((key.to_owned(), Revision(rev)));
+            }
+        }
+        if !killed && acked.len() >= 500 {
+            // SIGKILL on unix: no destructors, no flush, mid-batch.
+            child.kill().unwrap();
+            killed = true;
+        }
+    }
+    child.wait().unwrap();
+    assert!(
+        killed,
+        "child ended after {} acks without being killed",
+        acked.len()
+    );
+
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let store = SqliteStore::open(&db, SqliteOptions::default()).unwrap();
+        let max = acked.iter().map(|(_, r)| *r).max().unwrap();
+        assert!(store.current_revision().await.unwrap() >= max);
+        for (key, rev) in &acked {
+            let kv = store
+                .get(key)
+                .await
+                .unwrap()
+                .unwrap_or_else(|| panic!("acknowledged {key} at {rev} lost"));
+            assert_eq!(kv.mod_revision, *rev, "{key}");
+            assert_eq!(kv.value.as_ref(), key.as_bytes());
+        }
+    });
+}
