@@ -77,7 +77,9 @@ impl PathElement {
         match self {
             PathElement::Field(_) => false,
             PathElement::Key(k) => match serde_json::from_str::<Value>(k) {
-                Ok(Value::Object(keys)) => keys.iter().all(|(f, v)| item.get(f) == Some(v)),
+                Ok(Value::Object(keys)) => keys
+                    .iter()
+                    .all(|(f, v)| super::walk::key_field(item, f).as_ref() == Some(v)),
                 _ => false,
             },
             PathElement::Value(v) => serde_json::from_str::<Value>(v).is_ok_and(|v| &v == item),

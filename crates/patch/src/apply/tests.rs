@@ -273,6 +273,69 @@ fn pruned_items_stay_while_someone_owns_part_of_them() {
 }
 
 #[test]
+fn defaulted_key_fields_identify_the_same_item() {
+    let port = |p: Value| deployment(json!([{"name": "web", "image": "a", "ports": [p]}]));
+    // the server defaulted protocol; the manifest omits it
+    let mut live = port(json!({"containerPort": 80, "protocol": "TCP", "name": "http"}));
+    track_update(None, &mut live, "kubectl-create", None, &K8s, "apps/v1", T0);
+    let obj = apply(
+        Some(&live),
+        &port(json!({"containerPort": 80, "name": "http"})),
+        "k",
+        false,
+        &K8s,
+        "apps/v1",
+        T1,
+    )
+    .unwrap();
+    assert_eq!(
+        obj["spec"]["template"]["spec"]["containers"][0]["ports"],
+        json!([{"containerPort": 80, "protocol": "TCP", "name": "http"}])
+    );
+    let err = apply(
+        Some(&live),
+        &port(json!({"containerPort": 80, "name": "web"})),
+        "k",
+        false,
+        &K8s,
+        "apps/v1",
+        T1,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.message(),
+        r#"Apply failed with 1 conflict: conflict with "kubectl-create" using apps/v1: .spec.template.spec.containers[name="web"].ports[containerPort=80,protocol="TCP"].name"#
+    );
+}
+
+#[test]
+fn client_side_apply_then_server_side_apply() {
+    // what `kubectl apply` (client-side) leaves behind, then `--server-side`
+    let mut obj = cm(json!({"a": "1"}));
+    obj["metadata"]["annotations"] =
+        json!({"kubectl.kubernetes.io/last-applied-configuration": "{}"});
+    track_update(
+        None,
+        &mut obj,
+        "kubectl-client-side-apply",
+        None,
+        &K8s,
+        "v1",
+        T0,
+    );
+    let err = ssa(Some(&obj), &cm(json!({"a": "2"})), "kubectl", false).unwrap_err();
+    assert_eq!(
+        err.message(),
+        r#"Apply failed with 1 conflict: conflict with "kubectl-client-side-apply" using v1: .data.a"#
+    );
+    assert_eq!(
+        managers(&obj)[0].2,
+        json!({"f:data": {"f:a": {}}, "f:metadata": {"f:annotations": {
+            "f:kubectl.kubernetes.io/last-applied-configuration": {}}}})
+    );
+}
+
+#[test]
 fn update_moves_ownership_and_removals_leave_every_entry() {
     let applied = ssa(None, &cm(json!({"a": "1", "b": "1"})), "kubectl", false).unwrap();
     let mut edited = applied.clone();

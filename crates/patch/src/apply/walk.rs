@@ -64,17 +64,39 @@ impl ListKind {
             ListKind::Atomic => PathElement::Index(index),
             ListKind::Set => PathElement::value(item),
             ListKind::Map(keys) => {
-                let fields: Vec<(&str, &Value)> = keys
+                let present = keys
                     .iter()
-                    .filter_map(|k| item.get(k).map(|v| (k.as_str(), v)))
-                    .collect();
-                if fields.is_empty() {
-                    PathElement::Index(index)
-                } else {
-                    PathElement::key(&fields)
+                    .filter(|k| item.get(k.as_str()).is_some())
+                    .count();
+                if present == 0 {
+                    return PathElement::Index(index);
                 }
+                let values: Vec<(&str, Value)> = keys
+                    .iter()
+                    .filter_map(|k| key_field(item, k).map(|v| (k.as_str(), v)))
+                    .collect();
+                let fields: Vec<(&str, &Value)> = values.iter().map(|(k, v)| (*k, v)).collect();
+                PathElement::key(&fields)
             }
         }
+    }
+}
+
+/// Schema defaults of list-map key fields. Upstream fills these in from the
+/// OpenAPI `default` before computing item identity, so a manifest that omits
+/// `protocol` still names the server's (defaulted) `{containerPort, protocol:
+/// TCP}` port. [`FieldMeta`] carries no defaults, so the one built-in case is
+/// listed here.
+const KEY_DEFAULTS: [(&str, &str); 1] = [("protocol", "TCP")];
+
+/// The value of key field `field` of a list item, or its schema default.
+pub(crate) fn key_field(item: &Value, field: &str) -> Option<Value> {
+    match item.get(field) {
+        Some(v) => Some(v.clone()),
+        None => KEY_DEFAULTS
+            .iter()
+            .find(|(k, _)| *k == field)
+            .map(|(_, d)| Value::from(*d)),
     }
 }
 

@@ -372,3 +372,13 @@ fn deep_nesting_is_rejected_not_a_crash() {
     }
     assert!(strategic_merge_patch(&json!({}), &json!({"spec": {"things": list}}), &K8s).is_err());
 }
+
+#[test]
+fn key_order_is_kept() {
+    let doc = json!({"a": 1, "b": {"x": 1, "y": 2}, "c": 3});
+    let out = smp(doc, json!({"b": {"x": 5}, "a": null, "d": 4}));
+    assert_eq!(
+        serde_json::to_string(&out).unwrap(),
+        r#"{"b":{"x":5,"y":2},"c":3,"d":4}"#
+    );
+}
