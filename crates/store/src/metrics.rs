@@ -44,6 +44,8 @@ pub enum Statement {
     CompactedRevision,
     /// Deletion of superseded log rows.
     Compact,
+    /// Deletion of compacted tombstones.
+    CompactTombstones,
     /// Persisting the compacted revision.
     SetCompacted,
     /// Schema setup and pragmas at open.
@@ -52,7 +54,7 @@ pub enum Statement {
 
 impl Statement {
     /// Every statement, in declaration order.
-    pub const ALL: [Statement; 20] = [
+    pub const ALL: [Statement; 21] = [
         Statement::Begin,
         Statement::Commit,
         Statement::Rollback,
@@ -71,6 +73,7 @@ impl Statement {
         Statement::CurrentRevision,
         Statement::CompactedRevision,
         Statement::Compact,
+        Statement::CompactTombstones,
         Statement::SetCompacted,
         Statement::Schema,
     ];
@@ -96,6 +99,7 @@ impl Statement {
             Statement::CurrentRevision => "current_revision",
             Statement::CompactedRevision => "compacted_revision",
             Statement::Compact => "compact",
+            Statement::CompactTombstones => "compact_tombstones",
             Statement::SetCompacted => "set_compacted",
             Statement::Schema => "schema",
         }

@@ -170,6 +170,9 @@ pub(crate) fn list(sql: Sql<'_>, prefix: &str, opts: &ListOptions) -> Result<Lis
                 });
             }
         }
+        // At the current revision the latest-state index is the answer, and
+        // cheaper than the per-key maximum over the log.
+        let at = at.filter(|r| *r != current);
         let (items, remaining) = match at {
             None => list_latest(sql, prefix, opts)?,
             Some(revision) => list_at(sql, prefix, opts, revision)?,

@@ -88,7 +88,11 @@ impl Hub {
 
     /// Subscribe to live events and find the backlog after `after`
     /// (`Revision(0)`: from the last published event).
-    fn subscribe(&self, after: Revision) -> (broadcast::Receiver<Arc<Event>>, Revision, Backlog) {
+    fn subscribe(
+        &self,
+        prefix: &str,
+        after: Revision,
+    ) -> (broadcast::Receiver<Arc<Event>>, Revision, Backlog) {
         let inner = self.lock();
         let receiver = inner.live.subscribe();
         if after == Revision(0) {
@@ -98,7 +102,12 @@ impl Hub {
             return (receiver, after, Backlog::Log);
         }
         let newer = inner.ring.partition_point(|e| e.revision() <= after);
-        let backlog = inner.ring.range(newer..).cloned().collect();
+        let backlog = inner
+            .ring
+            .range(newer..)
+            .filter(|e| e.kv.key.starts_with(prefix))
+            .cloned()
+            .collect();
         (receiver, after, Backlog::Ring(backlog))
     }
 }
@@ -175,7 +184,7 @@ impl Watcher {
 /// Start a watch of `prefix` after `after`. The caller has already checked
 /// `after` against the compaction point.
 pub(crate) fn watch(hub: &Hub, reads: Arc<ReadPool>, prefix: &str, after: Revision) -> WatchStream {
-    let (live, after, backlog) = hub.subscribe(after);
+    let (live, after, backlog) = hub.subscribe(prefix, after);
     let (pending, phase) = match backlog {
         Backlog::Ring(events) => (VecDeque::from(events), Phase::Live),
         Backlog::Log => (VecDeque::new(), Phase::Log),

@@ -36,10 +36,17 @@ const INSERT_CURRENT: &str = "INSERT INTO current (key, revision) VALUES (?1, ?2
 const UPDATE_CURRENT: &str = "UPDATE current SET revision = ?2 WHERE key = ?1";
 const DELETE_CURRENT: &str = "DELETE FROM current WHERE key = ?1";
 const EXISTS_CURRENT: &str = "SELECT revision FROM current WHERE key = ?1";
-/// Rows at or below the compaction revision that a newer row of the same key
-/// (also at or below it) supersedes, and tombstones at or below it.
-const COMPACT: &str = "DELETE FROM log WHERE id <= ?1 AND (deleted = 1 OR EXISTS \
-     (SELECT 1 FROM log newer WHERE newer.key = log.key AND newer.id > log.id AND newer.id <= ?1))";
+/// Compaction from ?1 (the previous point) to ?2 removes every row a newer row
+/// at or below ?2 supersedes. Every update and delete row names the row it
+/// supersedes in `prev_revision` (a create after a delete names none, but the
+/// delete's tombstone goes by the next statement), and rows superseded by
+/// rows at or below ?1 went in earlier compactions, so looking at the rows in
+/// (?1, ?2] finds them all without scanning the whole log.
+const COMPACT_SUPERSEDED: &str = "DELETE FROM log WHERE id IN \
+     (SELECT prev_revision FROM log WHERE id > ?1 AND id <= ?2 AND prev_revision > 0)";
+/// Tombstones in (?1, ?2]: at any revision from ?2 on, their key is simply absent.
+/// Must run after `COMPACT_SUPERSEDED`, which reads their `prev_revision`.
+const COMPACT_TOMBSTONES: &str = "DELETE FROM log WHERE id > ?1 AND id <= ?2 AND deleted = 1";
 const SET_COMPACTED: &str = "INSERT INTO meta (name, value) VALUES ('compacted', ?1) \
      ON CONFLICT (name) DO UPDATE SET value = excluded.value";
 
@@ -390,9 +397,11 @@ fn compact(
     if revision <= applied.compacted {
         return Ok(Ok(WriteOutcome::Compacted));
     }
-    let removed = sql.execute(Statement::Compact, COMPACT, [revision])?;
+    let params = rusqlite::params![applied.compacted, revision];
+    let superseded = sql.execute(Statement::Compact, COMPACT_SUPERSEDED, params)?;
+    let tombstones = sql.execute(Statement::CompactTombstones, COMPACT_TOMBSTONES, params)?;
     sql.execute(Statement::SetCompacted, SET_COMPACTED, [revision])?;
     applied.compacted = revision;
-    tracing::debug!(%revision, removed, "store compaction applied");
+    tracing::debug!(%revision, superseded, tombstones, "store compaction applied");
     Ok(Ok(WriteOutcome::Compacted))
 }
