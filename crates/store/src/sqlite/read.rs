@@ -230,20 +230,22 @@ fn list_at(
     opts: &ListOptions,
     revision: Revision,
 ) -> Result<(Vec<KeyValue>, u64)> {
-    let range = KeyRange::new("key", prefix, opts.start_after.as_deref());
-    // The newest row of each key at or below `revision`, tombstones dropped.
-    let latest = format!(
-        "(SELECT key AS k, MAX(id) AS id FROM log WHERE {} AND id <= ? GROUP BY key) AS latest \
-         JOIN log l ON l.id = latest.id WHERE l.deleted = 0",
+    let range = KeyRange::new("l.key", prefix, opts.start_after.as_deref());
+    // Rows at or below `revision` with no newer row of their key at or below it,
+    // tombstones dropped. Written as NOT EXISTS rather than MAX(id) GROUP BY so
+    // that SQLite walks the (key, id) index in key order and stops at LIMIT
+    // instead of materialising and sorting the whole range.
+    let matching = format!(
+        "FROM log l WHERE {} AND l.id <= ? AND l.deleted = 0 AND NOT EXISTS \
+         (SELECT 1 FROM log newer WHERE newer.key = l.key AND newer.id > l.id AND newer.id <= ?)",
         range.condition
     );
+    let rev = Value::Integer(i64::try_from(revision.0).unwrap_or(i64::MAX));
     let mut params = range.params;
-    params.push(Value::Integer(
-        i64::try_from(revision.0).unwrap_or(i64::MAX),
-    ));
-    let query = format!(
-        "SELECT l.key, l.id, l.create_revision, l.value FROM {latest} ORDER BY latest.k LIMIT ?"
-    );
+    params.push(rev.clone());
+    params.push(rev);
+    let query =
+        format!("SELECT l.key, l.id, l.create_revision, l.value {matching} ORDER BY l.key LIMIT ?");
     let mut page_params = params.clone();
     page_params.push(Value::Integer(sql_limit(opts.limit)));
     let items = sql.query_rows(
@@ -255,7 +257,7 @@ fn list_at(
     if !page_is_full(opts, items.len()) {
         return Ok((items, 0));
     }
-    let query = format!("SELECT COUNT(*) FROM {latest}");
+    let query = format!("SELECT COUNT(*) {matching}");
     let total: i64 = sql
         .query_row(Statement::CountAt, &query, params_from_iter(params), |r| {
             r.get(0)
