@@ -138,6 +138,14 @@ pub(crate) fn builtins(defs: &[ResourceDef]) -> Builtins {
     for (gvk, (name, list_name)) in &kinds {
         if let Some(Value::Object(obj)) = schemas.get_mut(name) {
             obj.insert(GVK_EXTENSION.into(), json!([gvk.to_value()]));
+            // k8s-openapi marks `metadata` required; the API server does not
+            // (explain would print `-required-` on every kind's metadata).
+            if let Some(Value::Array(required)) = obj.get_mut("required") {
+                required.retain(|r| r != "metadata");
+                if required.is_empty() {
+                    obj.shift_remove("required");
+                }
+            }
         }
         if !list_name.is_empty() && !schemas.contains_key(list_name) {
             let list_gvk = Gvk {

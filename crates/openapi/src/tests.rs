@@ -129,6 +129,7 @@ fn deployment_schema_has_gvk_and_meta() {
     let doc = gv_doc(&build(), "apis/apps/v1");
     let schemas = &doc["components"]["schemas"];
     let deployment = &schemas["io.k8s.api.apps.v1.Deployment"];
+    assert!(deployment.get("required").is_none());
     assert_eq!(
         deployment["x-kubernetes-group-version-kind"],
         serde_json::json!([{"group": "apps", "version": "v1", "kind": "Deployment"}])
