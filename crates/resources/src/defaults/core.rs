@@ -12,6 +12,7 @@ use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::{
     CustomResourceConversion, CustomResourceDefinition,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+use k8s_openapi::ByteString;
 
 use super::{or, or_str};
 
@@ -74,8 +75,15 @@ pub(crate) fn service(svc: &mut Service) {
     }
 }
 
+/// Also folds the write-only `stringData` into `data`, as upstream's conversion does.
 pub(crate) fn secret(s: &mut Secret) {
     or_str(&mut s.type_, "Opaque");
+    if let Some(string_data) = s.string_data.take() {
+        let data = s.data.get_or_insert_with(BTreeMap::new);
+        for (k, v) in string_data {
+            data.insert(k, ByteString(v.into_bytes()));
+        }
+    }
 }
 
 pub(crate) fn pvc(pvc: &mut PersistentVolumeClaim) {

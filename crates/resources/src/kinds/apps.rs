@@ -11,6 +11,9 @@ use crate::{Column, Row};
 
 impl BuiltinKind for Deployment {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::workloads::deployment(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::workloads::deployment(self);
     }
@@ -19,6 +22,9 @@ impl BuiltinKind for Deployment {
 
 impl BuiltinKind for ReplicaSet {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::workloads::replica_set(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::workloads::replica_set(self);
     }
@@ -31,6 +37,9 @@ impl BuiltinKind for ReplicaSet {
 
 impl BuiltinKind for StatefulSet {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::workloads::stateful_set(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::workloads::stateful_set(self);
     }
@@ -39,6 +48,9 @@ impl BuiltinKind for StatefulSet {
 
 impl BuiltinKind for DaemonSet {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::workloads::daemon_set(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::workloads::daemon_set(self);
     }

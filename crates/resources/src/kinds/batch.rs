@@ -10,6 +10,9 @@ use crate::{Column, Row};
 
 impl BuiltinKind for Job {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::workloads::job(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::workloads::job(self);
     }
@@ -29,6 +32,9 @@ impl BuiltinKind for CronJob {
     /// Job names are `<cronjob>-<11 digit timestamp>`, and must stay within 63.
     const NAME_RULE: NameRule = NameRule::SubdomainMax(52);
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::workloads::cron_job(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::workloads::cron_job(self);
     }

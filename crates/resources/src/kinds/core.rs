@@ -34,6 +34,9 @@ impl BuiltinKind for Namespace {
 
 impl BuiltinKind for Pod {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::pod::pod(self, old)
+    }
     fn apply_defaults(&mut self) {
         if let Some(spec) = self.spec.as_mut() {
             crate::defaults::pod::bare_pod_spec(spec);
@@ -67,6 +70,9 @@ impl BuiltinKind for Pod {
 impl BuiltinKind for Service {
     const NAME_RULE: NameRule = NameRule::Rfc1035Label;
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::service::service(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::core::service(self);
     }
@@ -83,11 +89,17 @@ impl BuiltinKind for Endpoints {
 
 impl BuiltinKind for ConfigMap {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::config::config_map(self, old)
+    }
     table!(t::configmap_columns, t::configmap_row);
 }
 
 impl BuiltinKind for Secret {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::config::secret(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::core::secret(self);
     }
@@ -140,6 +152,9 @@ impl BuiltinKind for Node {
 
 impl BuiltinKind for ResourceQuota {
     schema!();
+    fn validate_kind(&self, _old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::other::quota(self)
+    }
     table!(t::quota_columns, t::quota_row);
 }
 
@@ -150,6 +165,9 @@ impl BuiltinKind for LimitRange {
 
 impl BuiltinKind for PersistentVolumeClaim {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::other::pvc(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::core::pvc(self);
     }

@@ -16,6 +16,9 @@ use crate::{Column, Row};
 
 impl BuiltinKind for EndpointSlice {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::other::endpoint_slice(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::core::endpoint_slice(self);
     }
@@ -29,6 +32,9 @@ impl BuiltinKind for Lease {
 
 impl BuiltinKind for HorizontalPodAutoscaler {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::workloads::hpa(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::workloads::hpa(self);
     }
@@ -37,6 +43,9 @@ impl BuiltinKind for HorizontalPodAutoscaler {
 
 impl BuiltinKind for NetworkPolicy {
     schema!();
+    fn validate_kind(&self, _old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::other::network_policy(self)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::core::network_policy(self);
     }
@@ -45,11 +54,17 @@ impl BuiltinKind for NetworkPolicy {
 
 impl BuiltinKind for Ingress {
     schema!();
+    fn validate_kind(&self, _old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::other::ingress(self)
+    }
     table!(t::ingress_columns, t::ingress_row);
 }
 
 impl BuiltinKind for RuntimeClass {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::other::runtime_class(self, old)
+    }
     table!(t::runtime_class_columns, t::runtime_class_row);
 }
 
@@ -78,17 +93,36 @@ impl BuiltinKind for ClusterRole {
 impl BuiltinKind for RoleBinding {
     const NAME_RULE: NameRule = NameRule::PathSegment;
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::other::binding(
+            &self.role_ref,
+            self.subjects.as_ref(),
+            old.map(|o| &o.role_ref),
+            false,
+        )
+    }
     table!(t::binding_columns, t::role_binding_row);
 }
 
 impl BuiltinKind for ClusterRoleBinding {
     const NAME_RULE: NameRule = NameRule::PathSegment;
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::other::binding(
+            &self.role_ref,
+            self.subjects.as_ref(),
+            old.map(|o| &o.role_ref),
+            true,
+        )
+    }
     table!(t::binding_columns, t::cluster_role_binding_row);
 }
 
 impl BuiltinKind for CustomResourceDefinition {
     schema!();
+    fn validate_kind(&self, old: Option<&Self>) -> Vec<crate::FieldError> {
+        crate::validation::crd::crd(self, old)
+    }
     fn apply_defaults(&mut self) {
         crate::defaults::core::crd(self);
     }
