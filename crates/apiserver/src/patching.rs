@@ -201,33 +201,26 @@ fn check_apply_config(res: &Resource, name: &str, patch: &Value) -> ApiResult<Va
     Ok(config)
 }
 
-fn apply_error(res: &Resource, name: &str, e: crate::managed::ApplyFailure) -> ApiError {
-    match e {
-        crate::managed::ApplyFailure::Conflicts(conflicts) => {
-            let message = crate::managed::conflict_message(&conflicts, &res.def.api_version());
-            let causes = conflicts
-                .iter()
+fn apply_error(res: &Resource, name: &str, e: skiff_patch::apply::ApplyError) -> ApiError {
+    match &e {
+        skiff_patch::apply::ApplyError::Conflicts(_) => ApiError::ApplyConflict {
+            message: e.message(),
+            details: Details {
+                name: name.into(),
+                group: res.def.group.clone(),
+                kind: res.def.plural.clone(),
+                uid: None,
+            },
+            causes: e
+                .causes()
+                .into_iter()
                 .map(|c| Cause {
-                    reason: "FieldManagerConflict".into(),
-                    message: format!(
-                        "conflict with \"{}\" using {}",
-                        c.manager,
-                        res.def.api_version()
-                    ),
-                    field: c.field.clone(),
+                    reason: c.reason.to_string(),
+                    message: c.message,
+                    field: c.field,
                 })
-                .collect();
-            ApiError::ApplyConflict {
-                message,
-                details: Details {
-                    name: name.into(),
-                    group: res.def.group.clone(),
-                    kind: res.def.plural.clone(),
-                    uid: None,
-                },
-                causes,
-            }
-        }
-        crate::managed::ApplyFailure::Invalid(m) => ApiError::bad_request(m),
+                .collect(),
+        },
+        skiff_patch::apply::ApplyError::Invalid(m) => ApiError::bad_request(m.clone()),
     }
 }

@@ -12,6 +12,7 @@ use skiff_store::{KeyValue, ListOptions, Revision, Store};
 
 use crate::error::{ApiError, ApiResult, Details};
 use crate::object::{self, meta_mut};
+use crate::openapi::OpenApiDocs;
 use crate::query::{ContinueToken, FieldValidation, ListParams, RvMatch, WriteOptions};
 use crate::registry::{Registry, Resource};
 
@@ -112,6 +113,7 @@ impl DeleteOptions {
 pub struct Rest {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
+    openapi: std::sync::RwLock<Option<Arc<OpenApiDocs>>>,
 }
 
 const GENERATE_CHARS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
@@ -140,7 +142,38 @@ fn allows_unconditional_update(res: &Resource) -> bool {
 
 impl Rest {
     pub fn new(store: Arc<dyn Store>, registry: Arc<Registry>) -> Self {
-        Rest { store, registry }
+        Rest {
+            store,
+            registry,
+            openapi: std::sync::RwLock::new(None),
+        }
+    }
+
+    /// The OpenAPI documents for the current registry generation (rebuilt lazily
+    /// after CRD changes; the built-in part is reused).
+    pub fn openapi(&self) -> Arc<OpenApiDocs> {
+        let snap = self.registry.snapshot();
+        let previous = self.openapi.read().ok().and_then(|g| g.clone());
+        if let Some(docs) = previous
+            .as_ref()
+            .filter(|d| d.generation == snap.generation)
+        {
+            return docs.clone();
+        }
+        let docs = Arc::new(OpenApiDocs::build(
+            &snap,
+            previous.as_ref().map(|d| d.api()),
+        ));
+        if let Ok(mut guard) = self.openapi.write() {
+            *guard = Some(docs.clone());
+        }
+        docs
+    }
+
+    /// Patch metadata for a kind (strategic merge patch, server-side apply,
+    /// managedFields).
+    pub fn patch_schema(&self, res: &Resource) -> Arc<dyn skiff_patch::PatchSchema> {
+        self.openapi().patch_schema(res)
     }
 
     /// Decode a stored value for serving at `res`'s version.
@@ -491,7 +524,17 @@ impl Rest {
             }
         }
         res.def.strategy.default(&mut obj);
-        crate::managed::track(None, &mut obj, opts, None, &res.def.api_version());
+        if !opts.applying {
+            let schema = self.patch_schema(res);
+            crate::managed::track(
+                None,
+                &mut obj,
+                opts,
+                None,
+                schema.as_ref(),
+                &res.def.api_version(),
+            );
+        }
         for attempt in 0..8 {
             if generate {
                 let prefix = object::meta_str(&obj, "generateName")
@@ -720,11 +763,13 @@ impl Rest {
             }
         }
         if !opts.applying {
+            let schema = self.patch_schema(res);
             crate::managed::track(
                 Some(&old),
                 &mut new,
                 opts,
                 subresource,
+                schema.as_ref(),
                 &res.def.api_version(),
             );
         }

@@ -205,6 +205,7 @@ pub async fn start(
     let auth = Arc::new(Authenticator::default().with_token(token, UserInfo::admin()));
     let router = app(state.clone(), auth);
     let tasks = TaskTracker::new();
+    crate::crds::spawn_controller(rest.clone(), shutdown.clone(), &tasks);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_cfg);
     let conn_tasks = tasks.clone();
     let stop = shutdown.clone();

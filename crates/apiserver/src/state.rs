@@ -1,6 +1,6 @@
 //! Shared server state handed to every handler.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use skiff_patch::PatchSchema;
 use tokio_util::sync::CancellationToken;
@@ -16,7 +16,6 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// `host:port` clients reach us at (for `/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
-    openapi: RwLock<Option<Arc<OpenApiDocs>>>,
 }
 
 impl ApiState {
@@ -31,32 +30,16 @@ impl ApiState {
             metrics,
             shutdown,
             server_address,
-            openapi: RwLock::new(None),
         }
     }
 
-    /// The OpenAPI documents for the current registry generation (rebuilt lazily
-    /// after CRD changes).
+    /// The OpenAPI documents for the current registry generation.
     pub fn openapi(&self) -> Arc<OpenApiDocs> {
-        let snap = self.rest.registry.snapshot();
-        if let Ok(guard) = self.openapi.read() {
-            if let Some(docs) = guard.as_ref().filter(|d| d.generation == snap.generation) {
-                return docs.clone();
-            }
-        }
-        let previous = self.openapi.read().ok().and_then(|g| g.clone());
-        let docs = Arc::new(OpenApiDocs::build(
-            &snap,
-            previous.as_ref().map(|d| d.api()),
-        ));
-        if let Ok(mut guard) = self.openapi.write() {
-            *guard = Some(docs.clone());
-        }
-        docs
+        self.rest.openapi()
     }
 
     /// Patch metadata for a kind (strategic merge patch, server-side apply).
     pub fn patch_schema(&self, res: &Resource) -> Arc<dyn PatchSchema> {
-        self.openapi().patch_schema(res)
+        self.rest.patch_schema(res)
     }
 }
