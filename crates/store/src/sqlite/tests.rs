@@ -338,3 +338,52 @@ async fn compaction_keeps_only_what_later_reads_need() {
     let store = h.open_store();
     assert!(store.create("/c/d", x("1")).await.unwrap() > gone);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_from_the_log_spans_many_pages() {
+    let h = Sqlite::new(SqliteOptions::default().history_events(4));
+    let store = Arc::new(h.open_store());
+    let start = store
+        .create("/other", Bytes::from_static(b"x"))
+        .await
+        .unwrap();
+    let dyn_store: Arc<dyn Store> = store.clone();
+    crate::measure_create_rate(dyn_store, "/pages/", 8, 1500, 8)
+        .await
+        .unwrap();
+    let last = store.current_revision().await.unwrap();
+    let mut stream = store.watch("/pages/", start).await.unwrap();
+    let mut expected = start.0 + 1;
+    while expected <= last.0 {
+        let event = next_within(&mut stream).await.unwrap().unwrap();
+        assert_eq!(event.revision(), Revision(expected));
+        expected += 1;
+    }
+}
+
+#[tokio::test]
+async fn a_failed_batch_is_retried_write_by_write() {
+    // Two stores on one file is not a supported setup, but it is an easy way
+    // to make a batch fail in SQL: the second store's in-memory revision is
+    // stale, so its insert hits the primary key of the first store's row.
+    let h = Sqlite::new(SqliteOptions::default());
+    let first = h.open_store();
+    let second = h.open_store();
+    let r1 = first
+        .create("/x/a", Bytes::from_static(b"1"))
+        .await
+        .unwrap();
+    let r2 = second
+        .create("/x/b", Bytes::from_static(b"2"))
+        .await
+        .unwrap();
+    assert!(r2 > r1);
+    let insert = second
+        .metrics()
+        .snapshot()
+        .into_iter()
+        .find(|s| s.statement == Statement::InsertLog)
+        .unwrap();
+    assert_eq!((insert.count, insert.errors), (2, 1));
+    assert_eq!(second.get("/x/a").await.unwrap().unwrap().mod_revision, r1);
+}
