@@ -8,6 +8,8 @@
 //!   the OpenAPI schema) and let validation report `Required value` as upstream does.
 //! - `null` means "zero value" in Go; we drop `null` object members before decoding.
 
+use std::sync::OnceLock;
+
 use serde::de::DeserializeOwned;
 use serde_json::{Map, Value};
 
@@ -39,15 +41,20 @@ pub(crate) fn format_path(steps: &[Step]) -> String {
     out
 }
 
+/// The kind's schema with its definitions, resolved once per strategy.
+pub(crate) type SchemaCache = OnceLock<Value>;
+
 /// Decodes `obj` as `K`, after the Go-compatibility fixes described in the module docs.
-/// `schema` generates the kind's OpenAPI schema (used for zero values and messages).
+/// `schema` generates the kind's OpenAPI schema (used for zero values and messages);
+/// it is only built, once, when an object fails to decode as it is.
 pub(crate) fn decode<K: DeserializeOwned>(
     mut obj: Value,
     kind: &str,
     schema: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    cache: &SchemaCache,
 ) -> Result<K, String> {
     strip_nulls(&mut obj);
-    let mut root: Option<Value> = None;
+    let mut filled = false;
     for _ in 0..MAX_FILL_ROUNDS {
         let err = match serde_path_to_error::deserialize::<_, K>(obj.clone()) {
             Ok(k) => return Ok(k),
@@ -63,8 +70,17 @@ pub(crate) fn decode<K: DeserializeOwned>(
             })
             .collect();
         let inner = err.inner().to_string();
-        let root = root.get_or_insert_with(|| root_schema(kind, schema));
+        let root = cache.get_or_init(|| root_schema(kind, schema));
         if let Some(field) = missing_field(&inner) {
+            if !filled {
+                // One pass fills every missing required field the schema knows of, so
+                // an object with many of them does not cost one decode each.
+                filled = true;
+                if let Some(top) = root.get("top") {
+                    fill_required(&mut obj, top, root, 0);
+                }
+                continue;
+            }
             let mut field_steps = steps.clone();
             field_steps.push(Step::Key(field.to_string()));
             let zero = schema_at(root, &field_steps).map(|s| zero_value(root, s.schema));
@@ -79,6 +95,43 @@ pub(crate) fn decode<K: DeserializeOwned>(
     Err(format!(
         "json: object {kind} has too many missing required fields"
     ))
+}
+
+/// Inserts the zero value of every required property missing from `v`, recursively.
+fn fill_required(v: &mut Value, node: &Value, root: &Value, depth: usize) {
+    if depth > MAX_FILL_ROUNDS {
+        return;
+    }
+    let (node, _) = resolve(root, node);
+    match v {
+        Value::Object(map) => {
+            if let Some(props) = node.get("properties").and_then(Value::as_object) {
+                let required = node.get("required").and_then(Value::as_array);
+                for r in required.into_iter().flatten().filter_map(Value::as_str) {
+                    if let (false, Some(p)) = (map.contains_key(r), props.get(r)) {
+                        map.insert(r.to_string(), zero_value(root, p));
+                    }
+                }
+                for (k, child) in map.iter_mut() {
+                    if let Some(p) = props.get(k) {
+                        fill_required(child, p, root, depth + 1);
+                    }
+                }
+            } else if let Some(ap) = node.get("additionalProperties").filter(|a| a.is_object()) {
+                for child in map.values_mut() {
+                    fill_required(child, ap, root, depth + 1);
+                }
+            }
+        }
+        Value::Array(items) => {
+            if let Some(item) = node.get("items") {
+                for child in items {
+                    fill_required(child, item, root, depth + 1);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Removes `null` members of objects, recursively (Go treats them as absent).
@@ -299,7 +352,8 @@ mod tests {
     #[test]
     fn wrong_type_names_go_struct_field() {
         let obj = json!({"metadata": {"name": "a"}, "spec": {"replicas": "three", "selector": {}, "template": {}}});
-        let err = decode::<Deployment>(obj, "Deployment", deploy_schema).unwrap_err();
+        let err = decode::<Deployment>(obj, "Deployment", deploy_schema, &SchemaCache::new())
+            .unwrap_err();
         assert_eq!(err, "json: cannot unmarshal string into Go struct field DeploymentSpec.spec.replicas of type int32");
     }
 
@@ -307,20 +361,26 @@ mod tests {
     fn wrong_type_inside_arrays_and_objects() {
         let obj =
             json!({"spec": {"containers": [{"name": "a", "ports": [{"containerPort": "80"}]}]}});
-        let err = decode::<Pod>(obj, "Pod", pod_schema).unwrap_err();
+        let err = decode::<Pod>(obj, "Pod", pod_schema, &SchemaCache::new()).unwrap_err();
         assert_eq!(
             err,
             "json: cannot unmarshal string into Go struct field ContainerPort.spec.containers[0].ports[0].containerPort of type int32"
         );
-        let err = decode::<Pod>(json!({"spec": []}), "Pod", pod_schema).unwrap_err();
+        let err =
+            decode::<Pod>(json!({"spec": []}), "Pod", pod_schema, &SchemaCache::new()).unwrap_err();
         assert_eq!(
             err,
             "json: cannot unmarshal array into Go struct field Pod.spec of type v1.PodSpec"
         );
-        let err = decode::<Pod>(json!({"metadata": {"labels": {"a": 1}}}), "Pod", pod_schema)
-            .unwrap_err();
+        let err = decode::<Pod>(
+            json!({"metadata": {"labels": {"a": 1}}}),
+            "Pod",
+            pod_schema,
+            &SchemaCache::new(),
+        )
+        .unwrap_err();
         assert_eq!(err, "json: cannot unmarshal number 1 into Go struct field ObjectMeta.metadata.labels.a of type string");
-        let err = decode::<Pod>(json!([1]), "Pod", pod_schema).unwrap_err();
+        let err = decode::<Pod>(json!([1]), "Pod", pod_schema, &SchemaCache::new()).unwrap_err();
         assert_eq!(
             err,
             "json: cannot unmarshal array into Go value of type v1.Pod"
@@ -328,9 +388,23 @@ mod tests {
     }
 
     #[test]
+    fn many_missing_fields_are_filled_in_one_pass() {
+        let containers: Vec<Value> = (0..200).map(|_| json!({"image": "x"})).collect();
+        let pod: Pod = decode(
+            json!({"spec": {"containers": containers}}),
+            "Pod",
+            pod_schema,
+            &SchemaCache::new(),
+        )
+        .unwrap();
+        assert_eq!(pod.spec.unwrap().containers.len(), 200);
+    }
+
+    #[test]
     fn huge_numbers_are_type_errors() {
         let obj = json!({"spec": {"replicas": 99_999_999_999_i64, "selector": {}, "template": {}}});
-        let err = decode::<Deployment>(obj, "Deployment", deploy_schema).unwrap_err();
+        let err = decode::<Deployment>(obj, "Deployment", deploy_schema, &SchemaCache::new())
+            .unwrap_err();
         assert!(err.contains("number 99999999999"), "{err}");
         assert!(
             err.contains("DeploymentSpec.spec.replicas of type int32"),
@@ -344,11 +418,12 @@ mod tests {
             json!({"metadata": null, "spec": {"containers": [{"image": "x"}]}}),
             "Pod",
             pod_schema,
+            &SchemaCache::new(),
         )
         .unwrap();
         let spec = pod.spec.unwrap();
         assert_eq!(spec.containers[0].name, "");
-        let pod: Pod = decode(json!({"spec": {}}), "Pod", pod_schema).unwrap();
+        let pod: Pod = decode(json!({"spec": {}}), "Pod", pod_schema, &SchemaCache::new()).unwrap();
         assert!(pod.spec.unwrap().containers.is_empty());
     }
 }

@@ -58,17 +58,23 @@ pub(crate) trait BuiltinKind:
 }
 
 /// [`Strategy`] for the built-in kind `K`.
-pub(crate) struct TypedStrategy<K>(PhantomData<fn() -> K>);
+pub(crate) struct TypedStrategy<K> {
+    schema: normalize::SchemaCache,
+    kind: PhantomData<fn() -> K>,
+}
 
 impl<K> TypedStrategy<K> {
     pub(crate) fn new() -> Self {
-        TypedStrategy(PhantomData)
+        TypedStrategy {
+            schema: normalize::SchemaCache::new(),
+            kind: PhantomData,
+        }
     }
 }
 
 impl<K: BuiltinKind> TypedStrategy<K> {
     fn decode(&self, obj: Value) -> Result<K, String> {
-        normalize::decode::<K>(obj, K::KIND, K::schema)
+        normalize::decode::<K>(obj, K::KIND, K::schema, &self.schema)
     }
 
     /// Checks `apiVersion`/`kind` when present (k8s-openapi would otherwise reject a
@@ -177,5 +183,50 @@ impl<K: BuiltinKind> Strategy for TypedStrategy<K> {
 
     fn field_value(&self, obj: &Value, field: &str) -> Option<String> {
         self.decode(obj.clone()).ok()?.field_value(field)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::Utc;
+    use serde_json::json;
+
+    use crate::builtin_resources;
+
+    /// Every strategy method must be total: no panic on any JSON input.
+    #[test]
+    fn every_method_is_total_on_hostile_input() {
+        let inputs = [
+            json!(null),
+            json!(1),
+            json!("s"),
+            json!([]),
+            json!({"metadata": []}),
+            json!({"metadata": {"name": 5, "labels": [1]}}),
+            json!({"metadata": {"creationTimestamp": "yesterday"}}),
+            json!({"spec": {"containers": "x", "replicas": 1e300}}),
+            json!({"spec": {"replicas": 99_999_999_999_999_i64, "template": {"spec": {"containers": [[]]}}}}),
+            json!({"spec": {"ports": [{"port": -1, "targetPort": "x".repeat(100)}], "selector": "a=b"}}),
+            json!({"status": {"phase": {}}, "data": {"a": 1}, "type": 7}),
+            json!({"kind": 3, "apiVersion": []}),
+            json!({"spec": {"schedule": "* * * * * * * *", "timeZone": "/", "jobTemplate": []}}),
+        ];
+        let now = Utc::now();
+        for def in builtin_resources() {
+            let s = &def.strategy;
+            for input in &inputs {
+                let _ = s.unknown_fields(input);
+                let _ = s.validate(input, Some(input));
+                let _ = s.row(input, now);
+                let _ = s.field_value(input, "status.phase");
+                let mut v = input.clone();
+                s.default(&mut v);
+                if let Ok(mut n) = s.normalize(input.clone()) {
+                    s.default(&mut n);
+                    let _ = s.validate(&n, Some(&n));
+                    assert_eq!(s.row(&n, now).len(), s.columns().len(), "{}", def.plural);
+                }
+            }
+        }
     }
 }
