@@ -59,6 +59,11 @@ pub(crate) fn service(svc: &mut Service) {
             p.target_port = Some(IntOrString::Int(p.port));
         }
     }
+    if let Some(ip) = spec.cluster_ip.clone().filter(|ip| !ip.is_empty()) {
+        if spec.cluster_ips.as_ref().is_none_or(Vec::is_empty) {
+            spec.cluster_ips = Some(vec![ip]);
+        }
+    }
     let type_ = spec.type_.clone().unwrap_or_default();
     if type_ != "ExternalName" {
         or_str(&mut spec.internal_traffic_policy, "Cluster");

@@ -164,6 +164,8 @@ fn service_namespace_secret_defaults() {
     assert_eq!(spec["internalTrafficPolicy"], "Cluster");
     assert_eq!(spec["ipFamilyPolicy"], "SingleStack");
     assert_eq!(spec["ipFamilies"], json!(["IPv4"]));
+    let headless = defaulted("services", json!({"spec": {"clusterIP": "None"}}));
+    assert_eq!(headless["spec"]["clusterIPs"], json!(["None"]));
     let ext = defaulted(
         "services",
         json!({"spec": {"type": "ExternalName", "externalName": "example.com"}}),

@@ -181,6 +181,40 @@ pub(crate) fn config_map_key(v: &str) -> Vec<String> {
     errs
 }
 
+/// `IsValidPortName` (IANA service name): container port names, named target ports.
+pub(crate) fn port_name(v: &str) -> Vec<String> {
+    let mut errs = Vec::new();
+    if v.len() > 15 {
+        errs.push(max_len_error(15));
+    }
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    {
+        errs.push("must contain only alpha-numeric characters (a-z, 0-9), and hyphens (-)".into());
+    }
+    if v.contains("--") {
+        errs.push("must not contain consecutive hyphens".into());
+    }
+    if !v.bytes().any(|b| b.is_ascii_alphabetic()) {
+        errs.push("must contain at least one letter (a-z)".into());
+    }
+    if v.starts_with('-') || v.ends_with('-') {
+        errs.push("must not begin or end with a hyphen".into());
+    }
+    errs
+}
+
+/// Environment variable names: printable ASCII other than `=` (the relaxed rule
+/// enabled by default since 1.32).
+pub(crate) fn env_var_name(v: &str) -> Vec<String> {
+    if !v.is_empty() && v.bytes().all(|b| (32..=126).contains(&b) && b != b'=') {
+        Vec::new()
+    } else {
+        vec!["a valid environment variable name must consist only of printable ASCII characters other than '='".into()]
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -212,5 +246,16 @@ mod tests {
         assert!(config_map_key("a.b_C-1").is_empty());
         assert!(config_map_key("a b")[0].starts_with("a valid config key must consist"));
         assert_eq!(path_segment_name("a/b"), vec!["may not contain '/'"]);
+        assert!(port_name("http-80").is_empty());
+        assert_eq!(
+            port_name("80"),
+            vec!["must contain at least one letter (a-z)"]
+        );
+        assert_eq!(
+            port_name("a--b"),
+            vec!["must not contain consecutive hyphens"]
+        );
+        assert!(env_var_name("MY_VAR.1").is_empty());
+        assert_eq!(env_var_name("A=B").len(), 1);
     }
 }

@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use k8s_openapi::api::core::v1::{Container, Pod, PodSpec, PodTemplateSpec, ResourceRequirements};
+use k8s_openapi::api::core::v1::{
+    Container, Pod, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
 
 use super::meta::{validate_annotations, validate_labels};
@@ -174,6 +177,13 @@ fn container(
             proto => one_of(errs, &format!("{pp}.protocol"), proto, PROTOCOLS),
         }
         if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
+            for msg in super::names::port_name(n) {
+                errs.push(FieldError::invalid(
+                    format!("{pp}.name"),
+                    Value::String(n.into()),
+                    msg,
+                ));
+            }
             if !port_names.insert(n.to_string()) {
                 errs.push(FieldError::duplicate(
                     format!("{pp}.name"),
@@ -198,8 +208,81 @@ fn container(
             errs.push(FieldError::required(format!("{mp}.mountPath"), ""));
         }
     }
+    for (i, e) in c.env.iter().flatten().enumerate() {
+        let ep = format!("{path}.env[{i}].name");
+        if e.name.is_empty() {
+            errs.push(FieldError::required(ep, ""));
+        } else {
+            for msg in super::names::env_var_name(&e.name) {
+                errs.push(FieldError::invalid(&ep, Value::String(e.name.clone()), msg));
+            }
+        }
+    }
+    let probes = [
+        ("livenessProbe", &c.liveness_probe, true),
+        ("readinessProbe", &c.readiness_probe, false),
+        ("startupProbe", &c.startup_probe, true),
+    ];
+    for (name, probe, success_must_be_one) in probes {
+        if let Some(p) = probe {
+            self::probe(p, &format!("{path}.{name}"), success_must_be_one, errs);
+        }
+    }
     if let Some(r) = &c.resources {
         resources(r, &format!("{path}.resources"), errs);
+    }
+}
+
+/// A probe has exactly one handler and sane thresholds.
+fn probe(p: &Probe, path: &str, success_must_be_one: bool, errs: &mut Vec<FieldError>) {
+    let handlers = [
+        p.exec.is_some(),
+        p.http_get.is_some(),
+        p.tcp_socket.is_some(),
+        p.grpc.is_some(),
+    ];
+    match handlers.iter().filter(|h| **h).count() {
+        0 => errs.push(FieldError::required(path, "must specify a handler type")),
+        1 => {}
+        _ => errs.push(FieldError::forbidden(
+            path,
+            "may not specify more than 1 handler type",
+        )),
+    }
+    for (field, v) in [
+        ("initialDelaySeconds", p.initial_delay_seconds),
+        ("timeoutSeconds", p.timeout_seconds),
+        ("periodSeconds", p.period_seconds),
+        ("successThreshold", p.success_threshold),
+        ("failureThreshold", p.failure_threshold),
+    ] {
+        non_negative(errs, &format!("{path}.{field}"), v);
+    }
+    if success_must_be_one {
+        if let Some(s) = p.success_threshold.filter(|s| *s != 1) {
+            errs.push(FieldError::invalid(
+                format!("{path}.successThreshold"),
+                Value::from(s),
+                "must be 1",
+            ));
+        }
+    }
+    if let Some(h) = &p.http_get {
+        probe_port(&h.port, &format!("{path}.httpGet.port"), errs);
+    }
+    if let Some(t) = &p.tcp_socket {
+        probe_port(&t.port, &format!("{path}.tcpSocket.port"), errs);
+    }
+}
+
+fn probe_port(port: &IntOrString, path: &str, errs: &mut Vec<FieldError>) {
+    match port {
+        IntOrString::Int(n) => port_number(errs, path, *n),
+        IntOrString::String(s) => {
+            for msg in super::names::port_name(s) {
+                errs.push(FieldError::invalid(path, Value::String(s.clone()), msg));
+            }
+        }
     }
 }
 

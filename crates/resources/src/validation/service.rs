@@ -72,12 +72,14 @@ pub(crate) fn service(svc: &Service, old: Option<&Service>) -> Vec<FieldError> {
         }
         match &p.target_port {
             Some(IntOrString::Int(t)) => port_number(&mut errs, &format!("{pp}.targetPort"), *t),
-            Some(IntOrString::String(s)) if s.is_empty() || s.len() > 15 => {
-                errs.push(FieldError::invalid(
-                    format!("{pp}.targetPort"),
-                    Value::String(s.clone()),
-                    "must be no more than 15 characters",
-                ))
+            Some(IntOrString::String(s)) => {
+                for msg in super::names::port_name(s) {
+                    errs.push(FieldError::invalid(
+                        format!("{pp}.targetPort"),
+                        Value::String(s.clone()),
+                        msg,
+                    ));
+                }
             }
             _ => {}
         }

@@ -166,7 +166,8 @@ fn pod_spec_rules() {
                 {"name": "a", "image": "x", "ports": [{"containerPort": 70000}],
                  "volumeMounts": [{"name": "nope", "mountPath": "/x"}],
                  "resources": {"limits": {"cpu": "1"}, "requests": {"cpu": "2"}}},
-                {"name": "a"}
+                {"name": "a"},
+                {"name": "c", "image": "x", "env": [{"name": "A=B"}], "livenessProbe": {"successThreshold": 2}, "ports": [{"containerPort": 80, "name": "80"}]}
             ]}),
         ),
     );
@@ -178,6 +179,10 @@ fn pod_spec_rules() {
         ("spec.containers[0].resources.requests[cpu]", "Invalid value: \"2\": must be less than or equal to cpu limit of 1"),
         ("spec.containers[1].name", "Duplicate value: \"a\""),
         ("spec.containers[1].image", "Required value"),
+        ("spec.containers[2].env[0].name", "Invalid value: \"A=B\": a valid environment variable name must consist only of printable ASCII characters other than '='"),
+        ("spec.containers[2].livenessProbe", "Required value: must specify a handler type"),
+        ("spec.containers[2].livenessProbe.successThreshold", "Invalid value: 2: must be 1"),
+        ("spec.containers[2].ports[0].name", "Invalid value: \"80\": must contain at least one letter (a-z)"),
     ] {
         assert!(has(&errs, field, message), "missing {field}: {message} in {:#?}", msgs(&errs));
     }
@@ -255,10 +260,17 @@ fn workload_rules() {
         "deployments",
         deployment(json!({"template": template(json!({"a": "1"}))})),
     );
+    assert!(has(&errs, "spec.selector", "Required value"));
+    let errs = errors(
+        "deployments",
+        deployment(
+            json!({"selector": {"matchLabels": {}}, "template": template(json!({"a": "1"}))}),
+        ),
+    );
     assert!(has(
         &errs,
         "spec.selector",
-        "Invalid value: {}: empty selector is invalid for deployment"
+        "Invalid value: {\"matchLabels\":{}}: empty selector is invalid for deployment"
     ));
     let errs = errors(
         "deployments",

@@ -23,7 +23,12 @@ fn selector_and_template(
     errs: &mut Vec<FieldError>,
 ) {
     match selector {
+        // k8s-openapi makes `selector` non-optional, so a missing one arrives as `{}`
+        // without either list; upstream calls that `Required`.
         None => errs.push(FieldError::required("spec.selector", "")),
+        Some(sel) if sel.match_labels.is_none() && sel.match_expressions.is_none() => {
+            errs.push(FieldError::required("spec.selector", ""))
+        }
         Some(sel) if selector_is_empty(sel) => errs.push(FieldError::invalid(
             "spec.selector",
             json_of(sel),
@@ -355,7 +360,10 @@ pub(crate) fn job(job: &Job, old: Option<&Job>) -> Vec<FieldError> {
     }
     errs.extend(pod_template(&spec.template, "spec.template"));
     if let Some(old) = old.and_then(|o| o.spec.as_ref()) {
-        immutable(&mut errs, "spec.selector", &spec.selector, &old.selector);
+        // A selector generated on the first write after create is not a change.
+        if old.selector.is_some() {
+            immutable(&mut errs, "spec.selector", &spec.selector, &old.selector);
+        }
         immutable(
             &mut errs,
             "spec.completionMode",
