@@ -7,6 +7,12 @@ pub type SchemaFn = fn(&mut schemars::SchemaGenerator) -> schemars::Schema;
 
 /// Where the `scale` subresource reads and writes replicas, as JSON paths
 /// (`.spec.replicas`), like CRD `subresources.scale`.
+///
+/// Built-in kinds (Deployment, ReplicaSet, StatefulSet) use `.spec.replicas`,
+/// `.status.replicas` and `label_selector_path: Some(".status.selector")` for
+/// uniformity with CRDs, but their status has no `selector` field: the server derives
+/// `Scale.status.selector` from the structured `spec.selector`, e.g. with
+/// [`crate::scale_selector`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ScaleSubresource {
     pub spec_replicas_path: String,
