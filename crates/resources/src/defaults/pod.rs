@@ -1,7 +1,7 @@
 //! Pod and pod-template defaults (`SetDefaults_PodSpec`, `SetDefaults_Container`, ...).
 
 use k8s_openapi::api::core::v1::{
-    Container, EnvVar, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, Volume,
+    Container, EnvVar, Pod, PodSecurityContext, PodSpec, PodStatus, PodTemplateSpec, Probe, Volume,
 };
 
 use super::{or, or_str};
@@ -158,5 +158,51 @@ fn volume(v: &mut Volume) {
     }
     if let Some(h) = v.host_path.as_mut() {
         or(&mut h.type_, String::new());
+    }
+}
+
+/// A new pod starts `Pending` with its QoS class, as the pod strategy sets on create.
+/// Never overrides a phase the node has reported.
+pub(crate) fn pod_status(pod: &mut Pod) {
+    let qos = pod.spec.as_ref().map(qos_class);
+    let status = pod.status.get_or_insert_with(PodStatus::default);
+    if status.phase.as_deref().is_none_or(str::is_empty) {
+        status.phase = Some("Pending".into());
+    }
+    if status.qos_class.as_deref().is_none_or(str::is_empty) {
+        status.qos_class = qos.map(str::to_string);
+    }
+}
+
+/// `GetPodQOS`: `BestEffort` without any request or limit, `Guaranteed` when every
+/// container limits cpu and memory with requests equal to limits, else `Burstable`.
+pub(crate) fn qos_class(spec: &PodSpec) -> &'static str {
+    let containers: Vec<&Container> = spec
+        .containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .collect();
+    let any_set = containers.iter().any(|c| {
+        c.resources.as_ref().is_some_and(|r| {
+            r.requests.as_ref().is_some_and(|m| !m.is_empty())
+                || r.limits.as_ref().is_some_and(|m| !m.is_empty())
+        })
+    });
+    if !any_set {
+        return "BestEffort";
+    }
+    let guaranteed = containers.iter().all(|c| {
+        let Some(r) = c.resources.as_ref() else {
+            return false;
+        };
+        let limits = r.limits.clone().unwrap_or_default();
+        let requests = r.requests.clone().unwrap_or_default();
+        ["cpu", "memory"].iter().all(|k| limits.contains_key(*k))
+            && requests.iter().all(|(k, v)| limits.get(k) == Some(v))
+    });
+    if guaranteed {
+        "Guaranteed"
+    } else {
+        "Burstable"
     }
 }

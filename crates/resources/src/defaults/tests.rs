@@ -60,6 +60,21 @@ fn pod_defaults() {
     assert_eq!(c["resources"]["requests"]["cpu"], "1");
     assert_eq!(spec["volumes"][0]["emptyDir"], json!({}));
     assert_eq!(spec["volumes"][1]["secret"]["defaultMode"], 420);
+    assert_eq!(
+        pod["status"],
+        json!({"phase": "Pending", "qosClass": "Burstable"})
+    );
+    let guaranteed = defaulted(
+        "pods",
+        json!({"spec": {"containers": [{"name": "a", "resources": {"limits": {"cpu": "1", "memory": "1Gi"}}}]},
+               "status": {"phase": "Running"}}),
+    );
+    assert_eq!(
+        guaranteed["status"],
+        json!({"phase": "Running", "qosClass": "Guaranteed"})
+    );
+    let best_effort = defaulted("pods", json!({"spec": {"containers": [{"name": "a"}]}}));
+    assert_eq!(best_effort["status"]["qosClass"], "BestEffort");
 }
 
 #[test]

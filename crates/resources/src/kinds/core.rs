@@ -41,6 +41,7 @@ impl BuiltinKind for Pod {
         if let Some(spec) = self.spec.as_mut() {
             crate::defaults::pod::bare_pod_spec(spec);
         }
+        crate::defaults::pod::pod_status(self);
     }
     table!(pt::columns, pt::row);
     fn field_value(&self, field: &str) -> Option<String> {
