@@ -77,6 +77,14 @@ impl BuiltinKind for Service {
     fn apply_defaults(&mut self) {
         crate::defaults::core::service(self);
     }
+    fn field_value(&self, field: &str) -> Option<String> {
+        let spec = self.spec.as_ref();
+        Some(match field {
+            "spec.clusterIP" => nonempty(spec.and_then(|s| s.cluster_ip.as_ref())),
+            "spec.type" => nonempty(spec.and_then(|s| s.type_.as_ref())),
+            _ => return None,
+        })
+    }
     table!(t::service_columns, t::service_row);
 }
 

@@ -3,7 +3,7 @@
 use std::collections::{BTreeMap, HashSet};
 
 use k8s_openapi::api::core::v1::{
-    Container, Pod, PodSpec, PodTemplateSpec, Probe, ResourceRequirements,
+    Container, Pod, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, Toleration,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use serde_json::Value;
@@ -99,7 +99,84 @@ pub(crate) fn pod_spec(spec: &PodSpec, path: &str) -> Vec<FieldError> {
         spec.node_selector.as_ref(),
         &format!("{path}.nodeSelector"),
     ));
+    for (field, v) in [("hostname", &spec.hostname), ("subdomain", &spec.subdomain)] {
+        if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+            for msg in dns1123_label(v) {
+                errs.push(FieldError::invalid(
+                    format!("{path}.{field}"),
+                    Value::String(v.into()),
+                    msg,
+                ));
+            }
+        }
+    }
+    for (i, t) in spec.tolerations.iter().flatten().enumerate() {
+        toleration(t, &format!("{path}.tolerations[{i}]"), &mut errs);
+    }
     errs
+}
+
+/// `ValidateTolerations`: operator and effect enums, and their interplay with
+/// `key`/`value`.
+fn toleration(t: &Toleration, path: &str, errs: &mut Vec<FieldError>) {
+    let key = t.key.as_deref().unwrap_or_default();
+    if !key.is_empty() {
+        for msg in super::names::qualified_name(key) {
+            errs.push(FieldError::invalid(
+                format!("{path}.key"),
+                Value::String(key.into()),
+                msg,
+            ));
+        }
+    }
+    match t.operator.as_deref().unwrap_or("Equal") {
+        "" | "Equal" => {
+            if key.is_empty() {
+                errs.push(FieldError::invalid(
+                    format!("{path}.operator"),
+                    Value::String(t.operator.clone().unwrap_or_default()),
+                    "operator must be Exists when `key` is empty, which means \"match all values and all keys\"",
+                ));
+            }
+            let value = t.value.as_deref().unwrap_or_default();
+            for msg in super::names::label_value(value) {
+                errs.push(FieldError::invalid(
+                    format!("{path}.value"),
+                    Value::String(value.into()),
+                    msg,
+                ));
+            }
+        }
+        "Exists" => {
+            if t.value.as_deref().is_some_and(|v| !v.is_empty()) {
+                errs.push(FieldError::invalid(
+                    format!("{path}.operator"),
+                    Value::String(t.value.clone().unwrap_or_default()),
+                    "value must be empty when `operator` is 'Exists'",
+                ));
+            }
+        }
+        other => errs.push(FieldError::not_supported(
+            format!("{path}.operator"),
+            Value::String(other.into()),
+            &["Equal", "Exists"],
+        )),
+    }
+    if t.toleration_seconds.is_some() && t.effect.as_deref() != Some("NoExecute") {
+        errs.push(FieldError::invalid(
+            format!("{path}.effect"),
+            Value::String(t.effect.clone().unwrap_or_default()),
+            "effect must be 'NoExecute' when `tolerationSeconds` is set",
+        ));
+    }
+    if let Some(effect) = t.effect.as_deref().filter(|e| !e.is_empty()) {
+        one_of(
+            errs,
+            &format!("{path}.effect"),
+            Some(effect),
+            &["NoExecute", "NoSchedule", "PreferNoSchedule"],
+        );
+    }
 }
 
 /// Volume names must be unique DNS labels; returns the set of names.
@@ -192,6 +269,7 @@ fn container(
             }
         }
     }
+    let mut mount_paths = HashSet::new();
     for (i, m) in c.volume_mounts.iter().flatten().enumerate() {
         let mp = format!("{path}.volumeMounts[{i}]");
         if m.name.is_empty() {
@@ -206,6 +284,12 @@ fn container(
         }
         if m.mount_path.is_empty() {
             errs.push(FieldError::required(format!("{mp}.mountPath"), ""));
+        } else if !mount_paths.insert(m.mount_path.as_str()) {
+            errs.push(FieldError::invalid(
+                format!("{mp}.mountPath"),
+                Value::String(m.mount_path.clone()),
+                "must be unique",
+            ));
         }
     }
     for (i, e) in c.env.iter().flatten().enumerate() {

@@ -189,6 +189,32 @@ fn pod_spec_rules() {
 }
 
 #[test]
+fn pod_tolerations_hostname_and_mounts() {
+    let errs = errors(
+        "pods",
+        pod(json!({"hostname": "Bad_Host", "volumes": [{"name": "v"}],
+            "tolerations": [{"operator": "Sometimes"}, {"key": "k", "operator": "Exists", "value": "x"},
+                            {"operator": "Exists", "effect": "NoSchedule", "tolerationSeconds": 5}],
+            "containers": [{"name": "a", "image": "x", "volumeMounts": [
+                {"name": "v", "mountPath": "/d"}, {"name": "v", "mountPath": "/d"}]}]})),
+    );
+    for (field, message) in [
+        ("spec.tolerations[0].operator", "Unsupported value: \"Sometimes\": supported values: \"Equal\", \"Exists\""),
+        ("spec.tolerations[1].operator", "Invalid value: \"x\": value must be empty when `operator` is 'Exists'"),
+        ("spec.tolerations[2].effect", "Invalid value: \"NoSchedule\": effect must be 'NoExecute' when `tolerationSeconds` is set"),
+        ("spec.containers[0].volumeMounts[1].mountPath", "Invalid value: \"/d\": must be unique"),
+    ] {
+        assert!(has(&errs, field, message), "missing {field}: {message} in {:#?}", msgs(&errs));
+    }
+    assert!(errs.iter().any(|e| e.field == "spec.hostname"));
+    let ok = pod(
+        json!({"tolerations": [{"operator": "Exists"}, {"key": "k", "value": "v", "effect": "NoExecute", "tolerationSeconds": 3}],
+        "containers": [{"name": "a", "image": "x"}]}),
+    );
+    assert_eq!(msgs(&errors("pods", ok)), vec![]);
+}
+
+#[test]
 fn pod_updates_only_touch_mutable_fields() {
     let old = pod(json!({"containers": [{"name": "a", "image": "nginx:1"}]}));
     let new_image =
@@ -532,6 +558,17 @@ fn field_selectors() {
         Some("")
     );
     assert_eq!(strat("pods").field_value(&p, "spec.bogus"), None);
+    let svc = json!({"spec": {"type": "NodePort", "clusterIP": "10.0.0.1"}});
+    assert_eq!(
+        strat("services").field_value(&svc, "spec.type").as_deref(),
+        Some("NodePort")
+    );
+    assert_eq!(
+        strat("services")
+            .field_value(&svc, "spec.clusterIP")
+            .as_deref(),
+        Some("10.0.0.1")
+    );
     let ev = json!({"involvedObject": {"kind": "Pod", "name": "web"}, "reason": "Pulled", "metadata": {}});
     assert_eq!(
         strat("events")
