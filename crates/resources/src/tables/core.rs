@@ -258,10 +258,19 @@ pub(crate) fn node_row(node: &Node, now: DateTime<Utc>) -> Row {
         text(info.kubelet_version.clone()),
         text(addresses("InternalIP")),
         text(addresses("ExternalIP")),
-        text(info.os_image.clone()),
-        text(info.kernel_version.clone()),
-        text(info.container_runtime_version),
+        text(or_unknown(info.os_image.clone())),
+        text(or_unknown(info.kernel_version.clone())),
+        text(or_unknown(info.container_runtime_version)),
     ]
+}
+
+/// Node info fields print `<unknown>` until the node reports them.
+fn or_unknown(s: String) -> String {
+    if s.is_empty() {
+        "<unknown>".into()
+    } else {
+        s
+    }
 }
 
 pub(crate) fn service_account_columns() -> Vec<Column> {
