@@ -296,14 +296,18 @@ fn conflict_status_on_the_wire() {
         Some("application/apply-patch+yaml"),
         Some(cm("fresh", &[("k", "w")]).as_bytes()),
     );
+    // Upstream: errors.NewInvalid(PatchOptions.meta.k8s.io) from ValidatePatchOptions.
+    let st = r.json();
     assert_eq!(r.code, 422, "apply without fieldManager: {}", r.body);
-    assert!(
-        r.json()["message"]
-            .as_str()
-            .unwrap_or("")
-            .contains("fieldManager"),
-        "{}",
-        r.body
+    assert_eq!(st["reason"], "Invalid", "{st:#}");
+    assert_eq!(
+        st["message"],
+        "PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch",
+        "{st:#}"
+    );
+    assert_eq!(
+        st["details"]["causes"][0]["field"], "fieldManager",
+        "{st:#}"
     );
     assert_eq!(s.get_json(&["cm", "fresh"])["data"]["k"], "v");
 }
