@@ -28,8 +28,9 @@ enum Slot {
 
 pub(crate) struct Decoder<'r> {
     registry: &'r Registry,
-    /// JSON values we may still produce; bounds the expansion of tiny wire
-    /// entries into default-filled objects.
+    /// JSON values we may still produce. Real objects yield well under one value
+    /// per wire byte; empty entries that expand into default-filled objects
+    /// (up to ~10 values per byte) hit this bound instead of eating memory.
     budget: usize,
 }
 
@@ -37,7 +38,7 @@ impl<'r> Decoder<'r> {
     pub(crate) fn new(registry: &'r Registry, input_len: usize) -> Self {
         Decoder {
             registry,
-            budget: input_len.saturating_mul(64).saturating_add(4096),
+            budget: input_len.saturating_mul(2).saturating_add(4096),
         }
     }
 
