@@ -241,42 +241,17 @@ impl Server {
         content_type: Option<&str>,
         body: Option<&[u8]>,
     ) -> CurlReply {
-        let head = tempfile::NamedTempFile::new().expect("header file");
-        let mut c = Command::new("curl");
-        c.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
-            .arg("-D")
-            .arg(head.path())
-            .arg("--cacert")
-            .arg(self.ca_path())
-            .arg("-H")
-            .arg(format!("Authorization: Bearer {}", self.token()));
-        if let Some(ct) = content_type {
-            c.arg("-H").arg(format!("Content-Type: {ct}"));
-        }
-        for h in headers {
-            c.arg("-H").arg(h);
-        }
-        if body.is_some() {
-            c.args(["--data-binary", "@-"]);
-        }
-        c.arg(format!("{}{path}", self.url));
-        c.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        let mut child = c.spawn().expect("curl");
-        if let Some(b) = body {
-            // The server may answer (413) and close before reading everything.
-            let _ = child.stdin.take().expect("stdin").write_all(b);
-        }
-        drop(child.stdin.take());
-        let out = child.wait_with_output().expect("curl output");
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
-        CurlReply {
-            code: code.trim().parse().unwrap_or(0),
-            headers: std::fs::read_to_string(head.path()).unwrap_or_default(),
-            body: body.to_string(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        self.endpoint()
+            .curl_full(method, path, headers, content_type, body)
+    }
+
+    /// What a client needs to reach this server, detached from the
+    /// `Server` (e.g. for a thread that keeps writing while the test kills it).
+    pub fn endpoint(&self) -> Endpoint {
+        Endpoint {
+            url: self.url.clone(),
+            token: self.token(),
+            ca: self.ca_path(),
         }
     }
 
@@ -338,6 +313,65 @@ impl Server {
     /// while it runs. The process is killed when the handle is dropped.
     pub fn spawn_kubectl(&self, args: &[&str]) -> Background {
         Background::spawn(self.kubectl_cmd().args(args))
+    }
+}
+
+/// URL, bearer token and CA of a server.
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    pub url: String,
+    pub token: String,
+    pub ca: PathBuf,
+}
+
+impl Endpoint {
+    /// A raw HTTPS request with extra request headers (`"Name: value"`);
+    /// returns the status code (0 if no response), the response headers and the body.
+    pub fn curl_full(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[&str],
+        content_type: Option<&str>,
+        body: Option<&[u8]>,
+    ) -> CurlReply {
+        let head = tempfile::NamedTempFile::new().expect("header file");
+        let mut c = Command::new("curl");
+        c.args(["-sS", "-o", "-", "-w", "\n%{http_code}", "-X", method])
+            .arg("-D")
+            .arg(head.path())
+            .arg("--cacert")
+            .arg(&self.ca)
+            .arg("-H")
+            .arg(format!("Authorization: Bearer {}", self.token));
+        if let Some(ct) = content_type {
+            c.arg("-H").arg(format!("Content-Type: {ct}"));
+        }
+        for h in headers {
+            c.arg("-H").arg(h);
+        }
+        if body.is_some() {
+            c.args(["--data-binary", "@-"]);
+        }
+        c.arg(format!("{}{path}", self.url));
+        c.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().expect("curl");
+        if let Some(b) = body {
+            // The server may answer (413) and close before reading everything.
+            let _ = child.stdin.take().expect("stdin").write_all(b);
+        }
+        drop(child.stdin.take());
+        let out = child.wait_with_output().expect("curl output");
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap_or(("", "0"));
+        CurlReply {
+            code: code.trim().parse().unwrap_or(0),
+            headers: std::fs::read_to_string(head.path()).unwrap_or_default(),
+            body: body.to_string(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
     }
 }
 
