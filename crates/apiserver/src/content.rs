@@ -65,7 +65,7 @@ pub fn content_type(headers: &HeaderMap) -> String {
         .unwrap_or_else(|| "application/json".into())
 }
 
-/// Decode a JSON or YAML body into a value. Protobuf bodies are not accepted.
+/// Decode a JSON, YAML or Kubernetes protobuf body into a JSON value.
 pub fn decode_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
     if body.len() > MAX_BODY {
         return Err(ApiError::TooLarge { limit: MAX_BODY });
@@ -85,8 +85,10 @@ pub fn decode_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
             serde_saphyr::from_str::<Value>(text)
                 .map_err(|e| ApiError::bad_request(format!("error decoding YAML body: {e}")))
         }
+        "application/vnd.kubernetes.protobuf" => skiff_protobuf::decode(body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding protobuf body: {e}"))),
         other => Err(ApiError::UnsupportedMediaType {
-            message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml (got {other})"),
+            message: format!("the body of the request was in an unknown format - accepted media types include: application/json, application/yaml, application/vnd.kubernetes.protobuf (got {other})"),
         }),
     }
 }

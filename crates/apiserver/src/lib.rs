@@ -13,6 +13,7 @@ mod discovery;
 pub mod error;
 mod handlers;
 mod kubeconfig;
+mod lifecycle;
 mod managed;
 pub mod metrics;
 pub mod object;

@@ -124,6 +124,8 @@ pub fn resolve(method: &Method, path: &str, query: Option<&str>) -> RequestInfo 
     };
     // `namespaces/<ns>/<resource>...` vs. the namespaces resource itself.
     let (namespace, rest): (Option<String>, &[&str]) = match rest {
+        // `namespaces/<name>/status|finalize` are subresources of the namespace itself.
+        ["namespaces", _name, "status" | "finalize"] => (None, rest),
         ["namespaces", ns, _resource, ..] => (Some((*ns).to_string()), tail_after(rest, 2)),
         _ => (None, rest),
     };

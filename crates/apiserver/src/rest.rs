@@ -736,7 +736,26 @@ impl Rest {
                 json!(kv.mod_revision.0.to_string()),
             );
         }
-        res.def.strategy.default(&mut new);
+        let is_namespace = res.def.group.is_empty() && res.def.plural == "namespaces";
+        if is_namespace && subresource.is_none() {
+            // A namespace's spec.finalizers change only through /finalize.
+            match (
+                old.pointer("/spec/finalizers"),
+                new.get_mut("spec").and_then(Value::as_object_mut),
+            ) {
+                (Some(f), Some(spec)) => {
+                    spec.insert("finalizers".into(), f.clone());
+                }
+                (None, Some(spec)) => {
+                    spec.remove("finalizers");
+                }
+                _ => {}
+            }
+        }
+        // /finalize may empty spec.finalizers, which defaulting would refill.
+        if subresource != Some("finalize") {
+            res.def.strategy.default(&mut new);
+        }
         if tracks_generation(res) && object::spec_part(&new) != object::spec_part(&old) {
             let g = object::meta(&old)
                 .and_then(|m| m.get("generation"))

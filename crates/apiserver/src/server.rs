@@ -206,6 +206,7 @@ pub async fn start(
     let router = app(state.clone(), auth);
     let tasks = TaskTracker::new();
     crate::crds::spawn_controller(rest.clone(), shutdown.clone(), &tasks);
+    crate::lifecycle::spawn(rest.clone(), shutdown.clone(), &tasks);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_cfg);
     let conn_tasks = tasks.clone();
     let stop = shutdown.clone();

@@ -1,0 +1,181 @@
+//! The lifecycle index: every object's identity, owners and deletion state, by
+//! uid and by store key, with the reverse owner → dependents edges.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+
+use serde_json::Value;
+use skiff_store::KeyValue;
+
+use crate::registry::{Resource, Snapshot};
+
+#[derive(Debug, Clone)]
+pub struct OwnerRef {
+    pub uid: String,
+    /// `blockOwnerDeletion`: a foreground-deleting owner waits for this dependent.
+    pub block: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Node {
+    pub key: String,
+    pub res: Arc<Resource>,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: String,
+    pub owners: Vec<OwnerRef>,
+    pub deleting: bool,
+    pub finalizers: Vec<String>,
+    pub is_namespace: bool,
+    /// A deleting namespace that still has the `kubernetes` spec finalizer.
+    pub namespace_finalizing: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Index {
+    nodes: HashMap<String, Node>,
+    by_key: HashMap<String, String>,
+    dependents: HashMap<String, HashSet<String>>,
+    namespaces: HashMap<String, String>,
+    per_namespace: HashMap<String, usize>,
+}
+
+/// `/registry/<group>/<plural>/[<ns>/]<name>` → the served resource at its
+/// storage version, plus namespace and name.
+fn locate(snap: &Snapshot, key: &str) -> Option<(Arc<Resource>, Option<String>, String)> {
+    let rest = key.strip_prefix("/registry/")?;
+    let mut parts = rest.splitn(3, '/');
+    let group = parts.next()?;
+    let plural = parts.next()?;
+    let tail = parts.next()?;
+    let group = if group == "core" { "" } else { group };
+    let res = snap.all().into_iter().find(|r| {
+        r.def.group == group && r.def.plural == plural && r.def.version == r.storage_version
+    })?;
+    if res.def.namespaced {
+        let (ns, name) = tail.split_once('/')?;
+        Some((res, Some(ns.to_string()), name.to_string()))
+    } else {
+        Some((res, None, tail.to_string()))
+    }
+}
+
+impl Index {
+    pub fn nodes(&self) -> impl Iterator<Item = &Node> {
+        self.nodes.values()
+    }
+
+    pub fn get(&self, uid: &str) -> Option<&Node> {
+        self.nodes.get(uid)
+    }
+
+    pub fn dependents(&self, uid: &str) -> Vec<String> {
+        self.dependents
+            .get(uid)
+            .map(|s| s.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub fn namespace_uid(&self, ns: Option<&str>) -> Option<String> {
+        self.namespaces.get(ns?).cloned()
+    }
+
+    pub fn count_in_namespace(&self, ns: &str) -> usize {
+        self.per_namespace.get(ns).copied().unwrap_or(0)
+    }
+
+    /// Insert or replace the object at `kv.key`; returns its uid.
+    pub fn put(&mut self, snap: &Snapshot, kv: &KeyValue) -> Option<String> {
+        let (res, namespace, name) = locate(snap, &kv.key)?;
+        let obj: Value = serde_json::from_slice(&kv.value).ok()?;
+        let meta = obj.get("metadata")?;
+        let uid = meta.get("uid").and_then(Value::as_str)?.to_string();
+        self.remove(&kv.key);
+        let owners = meta
+            .get("ownerReferences")
+            .and_then(Value::as_array)
+            .map(|refs| {
+                refs.iter()
+                    .filter_map(|r| {
+                        Some(OwnerRef {
+                            uid: r.get("uid").and_then(Value::as_str)?.to_string(),
+                            block: r
+                                .get("blockOwnerDeletion")
+                                .and_then(Value::as_bool)
+                                .unwrap_or(false),
+                        })
+                    })
+                    .collect()
+            })
+            .unwrap_or_else(Vec::new);
+        let finalizers: Vec<String> = meta
+            .get("finalizers")
+            .and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(|f| f.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let deleting = meta.get("deletionTimestamp").is_some_and(|v| !v.is_null());
+        let is_namespace = res.def.group.is_empty() && res.def.plural == "namespaces";
+        let namespace_finalizing = is_namespace
+            && deleting
+            && obj
+                .pointer("/spec/finalizers")
+                .and_then(Value::as_array)
+                .is_some_and(|a| a.iter().any(|f| f.as_str() == Some("kubernetes")));
+        for o in &owners {
+            self.dependents
+                .entry(o.uid.clone())
+                .or_default()
+                .insert(uid.clone());
+        }
+        if is_namespace {
+            self.namespaces.insert(name.clone(), uid.clone());
+        }
+        if let Some(ns) = &namespace {
+            *self.per_namespace.entry(ns.clone()).or_default() += 1;
+        }
+        self.by_key.insert(kv.key.clone(), uid.clone());
+        self.nodes.insert(
+            uid.clone(),
+            Node {
+                key: kv.key.clone(),
+                res,
+                namespace,
+                name,
+                uid: uid.clone(),
+                owners,
+                deleting,
+                finalizers,
+                is_namespace,
+                namespace_finalizing,
+            },
+        );
+        Some(uid)
+    }
+
+    /// Forget the object at `key`; returns what it was.
+    pub fn remove(&mut self, key: &str) -> Option<Node> {
+        let uid = self.by_key.remove(key)?;
+        let node = self.nodes.remove(&uid)?;
+        for o in &node.owners {
+            if let Some(set) = self.dependents.get_mut(&o.uid) {
+                set.remove(&uid);
+                if set.is_empty() {
+                    self.dependents.remove(&o.uid);
+                }
+            }
+        }
+        if node.is_namespace && self.namespaces.get(&node.name) == Some(&uid) {
+            self.namespaces.remove(&node.name);
+        }
+        if let Some(ns) = &node.namespace {
+            if let Some(n) = self.per_namespace.get_mut(ns) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        Some(node)
+    }
+}
