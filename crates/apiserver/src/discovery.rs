@@ -33,8 +33,11 @@ pub fn wants_aggregated(accept: &str) -> Option<&'static str> {
     None
 }
 
+/// (subresource, response (group, version, kind), verbs).
+type Subresource = (String, (String, String, String), Vec<&'static str>);
+
 /// Subresources served by this API server, with their response kinds and verbs.
-fn subresources(r: &Resource) -> Vec<(String, (String, String, String), Vec<&'static str>)> {
+fn subresources(r: &Resource) -> Vec<Subresource> {
     let mut out = Vec::new();
     let own = (
         r.def.group.clone(),

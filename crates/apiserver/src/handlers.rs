@@ -276,7 +276,7 @@ async fn resource(
     let name = r.name.clone();
     if !res.def.verbs.iter().any(|v| v == r.verb.as_str()) {
         return Err(ApiError::MethodNotAllowed {
-            message: format!("the server does not allow this method on the requested resource"),
+            message: "the server does not allow this method on the requested resource".to_string(),
         });
     }
     match r.verb {

@@ -5,6 +5,10 @@
 //! [`request_info::RequestInfo`] and serves discovery, OpenAPI or the generic REST
 //! verbs of [`rest::Rest`] over the revisioned store.
 
+// `ApiError` carries the Status details by value; it is built at most once per
+// request, so its size does not matter and boxing it would only add noise.
+#![allow(clippy::result_large_err)]
+
 pub mod auth;
 mod bootstrap;
 mod content;

@@ -72,9 +72,7 @@ impl Rest {
         let ns = if res.def.namespaced { namespace } else { None };
         if ptype == PatchType::Strategic && res.custom {
             return Err(ApiError::UnsupportedMediaType {
-                message: format!(
-                    "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
-                ),
+                message: "the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml".to_string(),
             });
         }
         if ptype == PatchType::Apply && opts.field_manager.is_none() {
