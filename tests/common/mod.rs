@@ -93,7 +93,7 @@ impl Server {
                 Instant::now() < deadline,
                 "server did not start in time; log:\n{text}"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            poll_interval(Duration::from_millis(20));
         }
     }
 
@@ -484,7 +484,7 @@ impl Background {
                     self.stderr()
                 );
             }
-            std::thread::sleep(Duration::from_millis(20));
+            poll_interval(Duration::from_millis(20));
         }
     }
 }
@@ -502,6 +502,14 @@ impl Drop for Server {
     }
 }
 
+/// The pause between two polls of a condition in these synchronous helpers.
+/// Every caller re-checks a condition in a bounded loop; the pause only
+/// keeps the loop from spinning, it never stands in for synchronization.
+#[allow(clippy::disallowed_methods)]
+fn poll_interval(d: Duration) {
+    std::thread::sleep(d);
+}
+
 /// Poll `f` until it returns `Some`, or panic after `timeout` with the last
 /// observation from `describe`.
 #[track_caller]
@@ -513,7 +521,7 @@ pub fn wait_for<T>(timeout: Duration, what: &str, mut f: impl FnMut() -> Result<
             Ok(v) => return v,
             Err(e) => last = e,
         }
-        std::thread::sleep(Duration::from_millis(50));
+        poll_interval(Duration::from_millis(50));
     }
     panic!("timed out waiting for {what}; last observed: {last}");
 }
