@@ -570,7 +570,6 @@ fn select_by_label_and_field() {
 /// `kubectl create configmap|namespace` use the typed clientset, which sends
 /// protobuf request bodies (KUBECTL-WIRE section 0).
 #[test]
-#[ignore = "server: protobuf request bodies (application/vnd.kubernetes.protobuf) are not decoded yet (415)"]
 fn create_generators_configmap_and_namespace() {
     let s = Server::start();
     let out = s.ok(&["create", "namespace", "gen"]);
@@ -805,7 +804,6 @@ fn tail(log: &str) -> String {
 }
 
 #[test]
-#[ignore = "server: namespace controller not implemented yet (namespace stays Terminating)"]
 fn delete_namespace_cascades_to_its_contents() {
     let s = Server::start();
     s.create_ns("gone");
@@ -863,7 +861,6 @@ fn create_in_terminating_namespace_is_forbidden() {
 }
 
 #[test]
-#[ignore = "server: namespace controller not implemented yet (namespace stays Terminating)"]
 fn namespace_waits_for_finalizers_of_its_contents() {
     let s = Server::start();
     s.create_ns("held");
