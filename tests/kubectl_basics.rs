@@ -834,7 +834,10 @@ fn delete_namespace_cascades_to_its_contents() {
 #[test]
 fn create_in_terminating_namespace_is_forbidden() {
     let s = Server::start();
-    s.create_ns("term");
+    assert_eq!(
+        s.ok(&["create", "ns", "term"]).trim(),
+        "namespace/term created"
+    );
     let ns = s.get_json(&["ns", "term"]);
     assert_eq!(ns["status"]["phase"], "Active", "{ns:#}");
     // A finalizer on an object inside keeps the namespace in Terminating.
@@ -858,6 +861,12 @@ fn create_in_terminating_namespace_is_forbidden() {
     assert!(s
         .fails(&["get", "cm", "late", "-n", "term"])
         .contains("NotFound"));
+    // The typed clientset path (protobuf body) gets the same answer.
+    let err = s.fails(&["create", "configmap", "late2", "-n", "term"]);
+    assert!(
+        err.contains("configmaps \"late2\" is forbidden: unable to create new content in namespace term because it is being terminated"),
+        "{err}"
+    );
 }
 
 #[test]
