@@ -94,6 +94,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         tokio::task::spawn_blocking(move || SqliteStore::open(&db_path, SqliteOptions::default()))
             .await?
             .context("opening the store")?;
+    let store_metrics = store.metrics();
     let store: Arc<dyn Store> = Arc::new(store);
 
     let shutdown = CancellationToken::new();
@@ -101,6 +102,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         listen: args.listen,
         data_dir: data_dir.clone(),
         extra_sans: args.tls_sans.clone(),
+        store_metrics: Some(store_metrics),
     };
     let running = skiff_apiserver::start(cfg, store.clone(), shutdown.clone()).await?;
     eprintln!(

@@ -104,6 +104,28 @@ async fn route(state: Arc<ApiState>, info: RequestInfo, req: Request) -> ApiResu
                 .ok_or_else(not_found_path)
         }
         RequestInfo::NonResource { path } => non_resource(&state, &path, req).await,
+        RequestInfo::Resource(r) if r.verb == Verb::Create && r.name.is_none() => {
+            if let Some(kind) = crate::reviews::kind_of(&r.group, &r.version, &r.resource) {
+                let user = req
+                    .extensions()
+                    .get::<crate::auth::UserInfo>()
+                    .cloned()
+                    .unwrap_or_else(crate::auth::UserInfo::anonymous);
+                let media = content::content_type(req.headers());
+                let bytes = read_body(req.into_body()).await?;
+                let body = content::decode_body(&media, &bytes)?;
+                let reply = crate::reviews::answer(kind, &body, &user)?;
+                return Ok(json_response(
+                    StatusCode::CREATED,
+                    &reply,
+                    "application/json",
+                ));
+            }
+            let Some(res) = snap.get(&r.group, &r.version, &r.resource) else {
+                return Err(not_found_path());
+            };
+            resource(state, res, r, req).await
+        }
         RequestInfo::Resource(r) => {
             let Some(res) = snap.get(&r.group, &r.version, &r.resource) else {
                 return Err(not_found_path());

@@ -39,6 +39,7 @@ struct ResourceLabel {
 
 pub struct Metrics {
     registry: Mutex<Registry>,
+    store: Option<Arc<skiff_store::StoreMetrics>>,
     requests: Family<RequestLabels, Counter>,
     latency: Family<LatencyLabels, Histogram>,
     watches: Family<ResourceLabel, Gauge<i64, AtomicI64>>,
@@ -89,12 +90,20 @@ impl Metrics {
         );
         Metrics {
             registry: Mutex::new(registry),
+            store: None,
             requests,
             latency,
             watches,
             watches_started,
             store_revision,
         }
+    }
+
+    /// Also expose the store's statement timings.
+    #[must_use]
+    pub fn with_store(mut self, store: Option<Arc<skiff_store::StoreMetrics>>) -> Self {
+        self.store = store;
+        self
     }
 
     /// Register extra collectors (e.g. store statement metrics) under a prefix.
@@ -133,6 +142,12 @@ impl Metrics {
         };
         if !ok {
             return (StatusCode::INTERNAL_SERVER_ERROR, "metrics encoding failed").into_response();
+        }
+        if let Some(store) = &self.store {
+            let eof = out.rfind("# EOF").unwrap_or(out.len());
+            let tail = out.split_off(eof);
+            crate::store_metrics::encode(store, &mut out);
+            out.push_str(&tail);
         }
         let mut r = (StatusCode::OK, out).into_response();
         r.headers_mut().insert(

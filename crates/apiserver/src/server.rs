@@ -47,6 +47,8 @@ pub struct ServerConfig {
     pub data_dir: PathBuf,
     /// Extra names/IPs for the serving certificate.
     pub extra_sans: Vec<String>,
+    /// The store's statement timings, exposed on `/metrics` when given.
+    pub store_metrics: Option<Arc<skiff_store::StoreMetrics>>,
 }
 
 /// A started server.
@@ -69,11 +71,14 @@ impl RunningServer {
 /// The router with every layer, in order. Order matters: the panic catcher wraps
 /// everything so a bug answers 500 instead of dropping the connection;
 /// authentication runs before anything that reads the user; metrics sit closest
-/// to the handlers so they see the final status of every authenticated request.
+/// to the handlers so they see the final status of every authenticated request
+/// (the metrics layer also resolves the `RequestInfo` the timeout layer reads).
 pub fn app(state: Arc<ApiState>, auth: Arc<Authenticator>) -> Router {
     Router::new()
         .fallback(crate::handlers::dispatch)
         .with_state(state.clone())
+        // The timeout sits inside metrics so timed-out requests are counted as 504s.
+        .layer(axum::middleware::from_fn(crate::timeout::layer))
         .layer(axum::middleware::from_fn_with_state(
             state,
             crate::metrics::layer,
@@ -168,7 +173,7 @@ pub async fn start(
 
     let registry = Arc::new(Registry::new(skiff_resources::builtin_resources()));
     let rest = Arc::new(Rest::new(store, registry));
-    let metrics = Arc::new(Metrics::new());
+    let metrics = Arc::new(Metrics::new().with_store(cfg.store_metrics.clone()));
     let host = if local_addr.ip().is_unspecified() {
         "127.0.0.1".to_string()
     } else {
