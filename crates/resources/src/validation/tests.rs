@@ -68,7 +68,8 @@ fn valid_objects_pass() {
         "jobTemplate": {"spec": {"template": {"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}}});
     assert_eq!(msgs(&errors("cronjobs", cj)), vec![]);
     let crd = json!({"metadata": {"name": "foos.example.com"}, "spec": {"group": "example.com", "scope": "Namespaced",
-        "names": {"plural": "foos", "kind": "Foo"}, "versions": [{"name": "v1", "served": true, "storage": true}]}});
+        "names": {"plural": "foos", "kind": "Foo"}, "versions": [{"name": "v1", "served": true, "storage": true,
+            "schema": {"openAPIV3Schema": {"type": "object"}}}]}});
     assert_eq!(msgs(&errors("customresourcedefinitions", crd)), vec![]);
     for d in builtin_resources() {
         let v = d
@@ -473,11 +474,13 @@ fn crd_rules() {
         "metadata.name",
         "Invalid value: \"bars.example.com\": must be spec.names.plural+\".\"+spec.group"
     ));
-    assert!(errs.iter().any(|e| e.field == "spec.versions"
-        && e.detail == "must have exactly one version marked as storage version"));
-    let two = json!([{"name": "v1", "served": true, "storage": true}, {"name": "v2", "served": true, "storage": true}]);
+    assert!(errs.iter().any(|e| e.field == "spec.versions"));
+    let schema = json!({"openAPIV3Schema": {"type": "object"}});
+    let two = json!([{"name": "v1", "served": true, "storage": true, "schema": schema},
+        {"name": "v2", "served": true, "storage": true, "schema": schema}]);
     let errs = errors("customresourcedefinitions", crd("foos.example.com", two));
-    assert_eq!(errs.len(), 1);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert_eq!(errs[0].detail, "must have exactly one version marked as storage version");
     let errs = errors(
         "customresourcedefinitions",
         json!({"metadata": {"name": "x.y"}, "spec": {"group": "", "names": {}, "scope": "Namespaced", "versions": []}}),
