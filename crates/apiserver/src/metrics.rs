@@ -167,13 +167,31 @@ impl Drop for WatchGuard {
     }
 }
 
+/// A bounded label for non-resource paths, so unknown URLs cannot grow the series.
+fn non_resource_label(path: &str) -> &'static str {
+    match path.trim_end_matches('/') {
+        "/version" => "/version",
+        "/healthz" | "/healthz/ping" => "/healthz",
+        "/livez" | "/livez/ping" => "/livez",
+        "/readyz" | "/readyz/ping" => "/readyz",
+        "/metrics" => "/metrics",
+        "/openapi/v2" => "/openapi/v2",
+        "/openapi/v3" => "/openapi/v3",
+        p if p.starts_with("/openapi/v3/") => "/openapi/v3/*",
+        _ => "other",
+    }
+}
+
 /// Middleware: resolve the request info once (handlers reuse it), time the
 /// request, count it by verb/resource/code.
 pub async fn layer(State(state): State<Arc<ApiState>>, mut req: Request, next: Next) -> Response {
     let info = request_info::resolve(req.method(), req.uri().path(), req.uri().query());
     let (verb, resource) = match &info {
         RequestInfo::Resource(r) => (r.verb.as_str().to_uppercase(), info.resource_label()),
-        RequestInfo::NonResource { path } => (req.method().as_str().to_string(), path.clone()),
+        RequestInfo::NonResource { path } => (
+            req.method().as_str().to_string(),
+            non_resource_label(path).to_string(),
+        ),
         other => (req.method().as_str().to_string(), other.resource_label()),
     };
     req.extensions_mut().insert(info);
