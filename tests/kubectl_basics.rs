@@ -916,3 +916,33 @@ fn namespace_waits_for_finalizers_of_its_contents() {
         || namespace_gone(&s, "held"),
     );
 }
+
+#[test]
+#[ignore = "server: ClusterIP allocation for Services not implemented (spec.clusterIP stays empty)"]
+fn service_gets_a_cluster_ip() {
+    let s = Server::start();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 80, targetPort: 8080}]\n",
+    );
+    let svc = s.get_json(&["svc", "web"]);
+    assert_eq!(svc["spec"]["type"], "ClusterIP", "{svc:#}");
+    let ip = svc["spec"]["clusterIP"].as_str().unwrap_or_default();
+    assert!(
+        ip.parse::<std::net::Ipv4Addr>().is_ok(),
+        "clusterIP allocated: {svc:#}"
+    );
+    assert_eq!(
+        svc["spec"]["clusterIPs"],
+        serde_json::json!([ip]),
+        "{svc:#}"
+    );
+    let table = s.ok(&["get", "svc", "web"]);
+    assert!(table.contains(ip), "CLUSTER-IP column:\n{table}");
+    // Re-applying the manifest (which has no clusterIP) keeps the allocation.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        "apiVersion: v1\nkind: Service\nmetadata: {name: web}\nspec:\n  selector: {app: web}\n  ports: [{port: 81, targetPort: 8080}]\n",
+    );
+    assert_eq!(s.get_json(&["svc", "web"])["spec"]["clusterIP"], ip);
+}

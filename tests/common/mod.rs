@@ -47,6 +47,9 @@ impl Server {
     }
 
     fn spawn(&mut self) {
+        const LISTENING: &str = "skiff API server listening on ";
+        // Lines from earlier runs (before a restart) must not count.
+        let before = self.log().matches(LISTENING).count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -65,18 +68,14 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let text = std::fs::read_to_string(self.log_path()).unwrap_or_default();
-            // The last "listening on" line belongs to the current process.
-            if let Some(line) = text
-                .lines()
-                .rev()
-                .find(|l| l.starts_with("skiff API server listening on "))
-            {
-                let starts = text.matches("skiff API server listening on ").count();
-                let expected = text.matches("kubeconfig: ").count();
-                if starts >= 1 && expected >= starts {
-                    self.url = line
-                        .trim_start_matches("skiff API server listening on ")
-                        .to_string();
+            // The last "listening on" line belongs to the current process once
+            // there is one more than before it started; the kubeconfig line
+            // follows it when the server is ready.
+            if let Some(line) = text.lines().rev().find(|l| l.starts_with(LISTENING)) {
+                let starts = text.matches(LISTENING).count();
+                let ready = text.matches("kubeconfig: ").count();
+                if starts > before && ready >= starts {
+                    self.url = line.trim_start_matches(LISTENING).to_string();
                     // Restarts reuse the same port.
                     self.listen = self.url.trim_start_matches("https://").to_string();
                     return;
