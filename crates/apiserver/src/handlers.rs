@@ -410,16 +410,7 @@ async fn resource(
         }
         Verb::Delete => {
             let name = name.unwrap_or_default();
-            let bytes = read_body(body).await?;
-            let body_v = if bytes.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(content::decode_body(
-                    &content::content_type(&parts.headers),
-                    &bytes,
-                )?)
-            };
-            let opts = DeleteOptions::parse(body_v.as_ref(), &q)?;
+            let opts = delete_options(&parts.headers, &q, body).await?;
             match rest.delete(&res, ns.as_deref(), &name, &opts).await? {
                 Deleted::Gone(obj) => Ok(ok_json(&status_success(&res, &obj))),
                 Deleted::Pending(obj) => {
@@ -430,16 +421,7 @@ async fn resource(
         Verb::DeleteCollection => {
             let params = ListParams::from_query(&q)?;
             crate::rest::Rest::check_field_selector(&res, &params)?;
-            let bytes = read_body(body).await?;
-            let body_v = if bytes.iter().all(u8::is_ascii_whitespace) {
-                None
-            } else {
-                Some(content::decode_body(
-                    &content::content_type(&parts.headers),
-                    &bytes,
-                )?)
-            };
-            let opts = DeleteOptions::parse(body_v.as_ref(), &q)?;
+            let opts = delete_options(&parts.headers, &q, body).await?;
             let items = rest
                 .delete_collection(&res, ns.as_deref(), &params, &opts)
                 .await?;
@@ -451,6 +433,20 @@ async fn resource(
             })))
         }
     }
+}
+
+/// `DeleteOptions` from an optional body and the query string.
+async fn delete_options(headers: &HeaderMap, q: &Query, body: Body) -> ApiResult<DeleteOptions> {
+    let bytes = read_body(body).await?;
+    let body_v = if bytes.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(content::decode_body(
+            &content::content_type(headers),
+            &bytes,
+        )?)
+    };
+    DeleteOptions::parse(body_v.as_ref(), q)
 }
 
 fn written(res: &Resource, w: Written, code: StatusCode, output: Output) -> Response {

@@ -112,23 +112,10 @@ fn load_or_create_token(dir: &std::path::Path) -> Result<String, ServerError> {
     let token: String = (0..32)
         .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
         .collect();
-    let io = |source| ServerError::Io {
-        path: path.clone(),
-        source,
-    };
-    {
-        use std::io::Write;
-        use std::os::unix::fs::OpenOptionsExt;
-        let mut f = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .write(true)
-            .mode(0o600)
-            .open(&path)
-            .map_err(io)?;
-        f.write_all(token.as_bytes()).map_err(io)?;
-        f.sync_all().map_err(io)?;
-    }
+    crate::tls::write_private(&path, &token).map_err(|e| match e {
+        crate::tls::TlsError::Io { path, source } => ServerError::Io { path, source },
+        other => ServerError::Tls(other),
+    })?;
     Ok(token)
 }
 

@@ -43,7 +43,8 @@ fn read(path: &Path) -> Result<Option<String>, TlsError> {
     }
 }
 
-fn write_private(path: &Path, data: &str) -> Result<(), TlsError> {
+/// Write a file readable only by its owner, synced to disk.
+pub(crate) fn write_private(path: &Path, data: &str) -> Result<(), TlsError> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let io = |source| TlsError::Io {
