@@ -506,3 +506,35 @@ fn deleting_the_crd_removes_its_objects() {
         "old widgets came back: {list:#}"
     );
 }
+
+#[test]
+fn server_side_apply_of_custom_objects() {
+    let s = with_crd();
+    let w = |spec: &str| {
+        format!("apiVersion: example.com/v1\nkind: Widget\nmetadata: {{name: ss}}\nspec: {spec}\n")
+    };
+    let out = s.ok_stdin(
+        &["apply", "--server-side", "-f", "-"],
+        &w("{size: 3, color: red}"),
+    );
+    assert_eq!(out.trim(), "widget.example.com/ss serverside-applied");
+
+    let err = s.fails_stdin(
+        &["apply", "--server-side", "--field-manager=other", "-f", "-"],
+        &w("{size: 4}"),
+    );
+    assert!(
+        err.starts_with(
+            "error: Apply failed with 1 conflict: conflict with \"kubectl\": .spec.size\n"
+        ),
+        "{err}"
+    );
+    // Dropping color from kubectl's configuration removes it.
+    s.ok_stdin(&["apply", "--server-side", "-f", "-"], &w("{size: 3}"));
+    let obj = s.get_json(&["widget", "ss"]);
+    assert_eq!(obj["spec"], serde_json::json!({"size": 3}), "{obj:#}");
+    // The schema applies to apply patches too.
+    let err = s.fails_stdin(&["apply", "--server-side", "-f", "-"], &w("{size: 0}"));
+    assert!(err.contains("spec.size: Invalid value: 0"), "{err}");
+    assert_eq!(s.get_json(&["widget", "ss"])["spec"]["size"], 3);
+}
