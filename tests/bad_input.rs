@@ -747,3 +747,40 @@ fn invalid_messages_use_the_group_qualified_kind() {
         "{st:#}"
     );
 }
+
+#[test]
+fn wrong_or_missing_token_is_401() {
+    let s = Server::start();
+    let mut ep = s.endpoint();
+    ep.token = "not-the-token".into();
+    let r = ep.curl_full("GET", CMS, &[], None, None);
+    status(&r, 401, "Unauthorized");
+    let r = ep.curl_full(
+        "POST",
+        CMS,
+        &[],
+        Some("application/json"),
+        Some(br#"{"apiVersion":"v1","kind":"ConfigMap","metadata":{"name":"sneaky"}}"#),
+    );
+    status(&r, 401, "Unauthorized");
+    assert_absent(&s, &format!("{CMS}/sneaky"));
+
+    // No Authorization header at all.
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--cacert"])
+        .arg(s.ca_path())
+        .arg(format!("{}{CMS}", s.url))
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "401");
+
+    // On a cold discovery cache kubectl reports the discovery failure
+    // ("the server has asked for the client to provide credentials"); either
+    // way its last line is the login error.
+    let err = s.fails(&["--token=not-the-token", "get", "cm"]);
+    let last = err.trim().lines().last().unwrap_or_default();
+    assert!(
+        last.starts_with("error: You must be logged in to the server ("),
+        "{err}"
+    );
+}

@@ -704,6 +704,59 @@ fn get_watch_receives_a_change() {
     assert_eq!(lines(&watch.stdout()), ["w1=one", "w1=two"]);
 }
 
+#[test]
+fn get_watch_table_prints_new_rows_under_one_header() {
+    let s = Server::start();
+    s.create_ns("tw");
+    s.create_cm("tw", "first", &[]);
+    let watch = s.spawn_kubectl(&["get", "cm", "-n", "tw", "-w", "--request-timeout=60s"]);
+    wait_for(Duration::from_secs(30), "the initial table", || {
+        if watch.stdout().lines().any(|l| l.starts_with("first ")) {
+            Ok(())
+        } else {
+            Err(format!(
+                "stdout {:?} stderr {:?}",
+                watch.stdout(),
+                watch.stderr()
+            ))
+        }
+    });
+    s.create_cm("tw", "second", &[("k", "v")]);
+    wait_for(Duration::from_secs(30), "the new row", || {
+        if watch.stdout().lines().any(|l| l.starts_with("second ")) {
+            Ok(())
+        } else {
+            Err(format!(
+                "stdout {:?} stderr {:?}",
+                watch.stdout(),
+                watch.stderr()
+            ))
+        }
+    });
+    let out = watch.stdout();
+    assert_eq!(
+        out.lines().filter(|l| l.starts_with("NAME")).count(),
+        1,
+        "one header:\n{out}"
+    );
+    assert_eq!(header(&out), ["NAME", "DATA", "AGE"], "{out}");
+    let second: Vec<&str> = out
+        .lines()
+        .find(|l| l.starts_with("second "))
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        second.get(1),
+        Some(&"1"),
+        "DATA column of the new row:\n{out}"
+    );
+    assert!(
+        !out.contains("<unknown>"),
+        "no stray rows (e.g. bookmarks):\n{out}"
+    );
+}
+
 /// Wait until a background kubectl (run with -v=6) has opened its watch.
 fn wait_until_watching(bg: &common::Background) {
     wait_for(Duration::from_secs(30), "kubectl to open its watch", || {
