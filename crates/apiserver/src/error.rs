@@ -201,7 +201,15 @@ impl ApiError {
                 if !group.is_empty() {
                     d["group"] = json!(group);
                 }
-                (format!("{kind} \"{name}\" is invalid: {list}"), Some(d))
+                let qualified_kind = if group.is_empty() {
+                    kind.clone()
+                } else {
+                    format!("{kind}.{group}")
+                };
+                (
+                    format!("{qualified_kind} \"{name}\" is invalid: {list}"),
+                    Some(d),
+                )
             }
             ApiError::ApplyConflict {
                 message,
@@ -333,7 +341,7 @@ mod tests {
         assert_eq!(s["reason"], "Invalid");
         assert_eq!(
             s["message"],
-            "Deployment \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
+            "Deployment.apps \"web\" is invalid: spec.replicas: Invalid value: -1: must be greater than or equal to 0"
         );
         assert_eq!(s["details"]["causes"][0]["field"], "spec.replicas");
         assert_eq!(s["details"]["group"], "apps");

@@ -76,7 +76,15 @@ impl Rest {
             });
         }
         if ptype == PatchType::Apply && opts.field_manager.is_none() {
-            return Err(ApiError::bad_request("PatchOptions.meta.k8s.io \"\" is invalid: fieldManager: Required value: is required for apply patch"));
+            return Err(ApiError::Invalid {
+                kind: "PatchOptions".into(),
+                group: "meta.k8s.io".into(),
+                name: String::new(),
+                errors: vec![skiff_resources::FieldError::required(
+                    "fieldManager",
+                    "is required for apply patch",
+                )],
+            });
         }
         let pins_rv = patch
             .pointer("/metadata/resourceVersion")

@@ -636,12 +636,14 @@ impl Rest {
                 return Err(Self::invalid(
                     res,
                     name,
-                    vec![skiff_resources::FieldError::invalid(
+                    vec![skiff_resources::FieldError::new(
+                        skiff_resources::ErrorType::Invalid,
                         "metadata.resourceVersion",
-                        json!("0x0"),
-                        "must be specified for an update",
+                        None,
+                        // Go prints the unset uint64 as `0x0`, unquoted.
+                        "0x0: must be specified for an update",
                     )],
-                ))
+                ));
             }
             _ => {}
         }

@@ -163,13 +163,19 @@ pub async fn handle(
                 })
             }
         };
-        let Some(replicas) = new_scale.pointer("/spec/replicas").and_then(Value::as_i64) else {
-            return Err(ApiError::Invalid {
+        // A Scale without `spec.replicas` means 0: Go clients omit the zero value.
+        let replicas = match new_scale.pointer("/spec/replicas") {
+            None | Some(Value::Null) => 0,
+            Some(v) => v.as_i64().ok_or_else(|| ApiError::Invalid {
                 kind: "Scale".into(),
                 group: "autoscaling".into(),
                 name: name.into(),
-                errors: vec![skiff_resources::FieldError::required("spec.replicas", "")],
-            });
+                errors: vec![skiff_resources::FieldError::invalid(
+                    "spec.replicas",
+                    v.clone(),
+                    "must be an integer",
+                )],
+            })?,
         };
         if replicas < 0 {
             return Err(ApiError::Invalid {
