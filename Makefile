@@ -30,12 +30,13 @@ lint:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
+# Unit and crate-level tests of every library crate.
 test-unit:
-	$(CARGO) test --workspace --lib --bins
+	$(CARGO) test --workspace --exclude skiff
 
+# End-to-end: real servers driven by kubectl, Python and kube-rs.
 test-e2e:
-	$(CARGO) build --bin skiff
-	$(CARGO) test --test '*' -- --test-threads=4
+	$(CARGO) test -p skiff -- --test-threads=4
 
 fmt:
 	$(CARGO) fmt --all

@@ -43,8 +43,18 @@ pub struct FieldError {
 }
 
 impl FieldError {
-    pub fn new(kind: ErrorType, field: impl Into<String>, value: Option<Value>, detail: impl Into<String>) -> Self {
-        FieldError { field: field.into(), kind, value, detail: detail.into() }
+    pub fn new(
+        kind: ErrorType,
+        field: impl Into<String>,
+        value: Option<Value>,
+        detail: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            field: field.into(),
+            kind,
+            value,
+            detail: detail.into(),
+        }
     }
     pub fn required(field: impl Into<String>, detail: impl Into<String>) -> Self {
         Self::new(ErrorType::Required, field, None, detail)
@@ -57,7 +67,12 @@ impl FieldError {
     }
     pub fn not_supported(field: impl Into<String>, value: Value, supported: &[&str]) -> Self {
         let list: Vec<String> = supported.iter().map(|s| format!("\"{s}\"")).collect();
-        Self::new(ErrorType::NotSupported, field, Some(value), format!("supported values: {}", list.join(", ")))
+        Self::new(
+            ErrorType::NotSupported,
+            field,
+            Some(value),
+            format!("supported values: {}", list.join(", ")),
+        )
     }
     pub fn duplicate(field: impl Into<String>, value: Value) -> Self {
         Self::new(ErrorType::Duplicate, field, Some(value), "")
@@ -79,7 +94,10 @@ impl FieldError {
         let mut out = head.to_string();
         let shows_value = matches!(
             self.kind,
-            ErrorType::Invalid | ErrorType::NotSupported | ErrorType::Duplicate | ErrorType::NotFound
+            ErrorType::Invalid
+                | ErrorType::NotSupported
+                | ErrorType::Duplicate
+                | ErrorType::NotFound
         );
         if shows_value {
             if let Some(v) = &self.value {
@@ -110,12 +128,26 @@ mod tests {
 
     #[test]
     fn messages_match_kubernetes_wording() {
-        let e = FieldError::invalid("spec.replicas", json!(-1), "must be greater than or equal to 0");
-        assert_eq!(e.message(), "Invalid value: -1: must be greater than or equal to 0");
+        let e = FieldError::invalid(
+            "spec.replicas",
+            json!(-1),
+            "must be greater than or equal to 0",
+        );
+        assert_eq!(
+            e.message(),
+            "Invalid value: -1: must be greater than or equal to 0"
+        );
         assert_eq!(e.kind.reason(), "FieldValueInvalid");
         let e = FieldError::required("spec.containers", "");
         assert_eq!(e.message(), "Required value");
-        let e = FieldError::not_supported("spec.restartPolicy", json!("Sometimes"), &["Always", "Never"]);
-        assert_eq!(e.message(), "Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\"");
+        let e = FieldError::not_supported(
+            "spec.restartPolicy",
+            json!("Sometimes"),
+            &["Always", "Never"],
+        );
+        assert_eq!(
+            e.message(),
+            "Unsupported value: \"Sometimes\": supported values: \"Always\", \"Never\""
+        );
     }
 }

@@ -16,11 +16,20 @@ pub struct Column {
 
 impl Column {
     pub fn new(name: &str, type_: &str, description: &str) -> Self {
-        Column { name: name.into(), type_: type_.into(), format: String::new(), description: description.into(), priority: 0 }
+        Column {
+            name: name.into(),
+            type_: type_.into(),
+            format: String::new(),
+            description: description.into(),
+            priority: 0,
+        }
     }
     /// The conventional first column: `Name`, format `name`.
     pub fn name() -> Self {
-        Column { format: "name".into(), ..Column::new("Name", "string", "Name must be unique within a namespace.") }
+        Column {
+            format: "name".into(),
+            ..Column::new("Name", "string", "Name must be unique within a namespace.")
+        }
     }
     /// The conventional `Age` column (cell: a human duration such as `5m12s`).
     pub fn age() -> Self {

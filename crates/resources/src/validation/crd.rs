@@ -10,7 +10,11 @@ pub(crate) fn crd(
     old: Option<&CustomResourceDefinition>,
 ) -> Vec<FieldError> {
     let Ok(value) = serde_json::to_value(c) else {
-        return vec![FieldError::invalid("", serde_json::Value::Null, "the object could not be encoded")];
+        return vec![FieldError::invalid(
+            "",
+            serde_json::Value::Null,
+            "the object could not be encoded",
+        )];
     };
     let old = old.and_then(|o| serde_json::to_value(o).ok());
     crate::crd::validate_crd(&value, old.as_ref())

@@ -480,7 +480,10 @@ fn crd_rules() {
         {"name": "v2", "served": true, "storage": true, "schema": schema}]);
     let errs = errors("customresourcedefinitions", crd("foos.example.com", two));
     assert_eq!(errs.len(), 1, "{errs:?}");
-    assert_eq!(errs[0].detail, "must have exactly one version marked as storage version");
+    assert_eq!(
+        errs[0].detail,
+        "must have exactly one version marked as storage version"
+    );
     let errs = errors(
         "customresourcedefinitions",
         json!({"metadata": {"name": "x.y"}, "spec": {"group": "", "names": {}, "scope": "Namespaced", "versions": []}}),
