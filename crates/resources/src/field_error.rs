@@ -97,6 +97,7 @@ impl FieldError {
             ErrorType::Invalid
                 | ErrorType::NotSupported
                 | ErrorType::Duplicate
+                | ErrorType::TooMany
                 | ErrorType::NotFound
         );
         if shows_value {
