@@ -53,6 +53,36 @@ pub fn kernel_release() -> Option<String> {
         .map(|s| s.trim().to_owned())
 }
 
+/// `USER_HZ`: the unit of the CPU times in `/proc/<pid>/stat`, fixed at 100 by
+/// the kernel ABI on every architecture skiff targets.
+const USER_HZ: f64 = 100.0;
+
+/// CPU time (user + system, all threads) process `pid` has used, in seconds,
+/// with a resolution of 10 ms.
+///
+/// # Errors
+/// The stat file cannot be read (no such process) or is malformed.
+pub fn cpu_seconds(pid: u32) -> io::Result<f64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    parse_cpu_seconds(&text).ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("/proc/{pid}/stat is malformed"),
+        )
+    })
+}
+
+/// utime + stime of a `/proc/<pid>/stat` line, in seconds. The command name
+/// may hold spaces and parentheses, so fields are counted after the last `)`.
+fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // Field 3 (state) is fields[0]; utime and stime are fields 14 and 15.
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some((utime + stime) as f64 / USER_HZ)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -68,6 +98,13 @@ mod tests {
             })
         );
         assert_eq!(Memory::parse("Name:\tx\n"), None);
+    }
+
+    #[test]
+    fn parses_cpu_times_after_the_command_name() {
+        let stat = "42 (a b) c) S 1 42 42 0 -1 4194560 100 0 0 0 250 50 0 0 20 0 3 0";
+        assert_eq!(parse_cpu_seconds(stat), Some(3.0));
+        assert_eq!(parse_cpu_seconds("42 (x) S 1"), None);
     }
 
     #[test]

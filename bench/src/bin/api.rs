@@ -18,7 +18,7 @@ use http_body_util::BodyExt;
 use kube::client::Body;
 use skiff_bench::procfs::{self, Memory};
 use skiff_bench::stats::{median, Latency};
-use skiff_store::{measure_create_rate, SqliteOptions, SqliteStore, Store};
+use skiff_store::{measure_create_rate, ListOptions, SqliteOptions, SqliteStore, Store};
 use tokio::sync::mpsc;
 
 #[derive(Parser, Debug)]
@@ -81,6 +81,8 @@ async fn main() -> Result<()> {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let cap = Duration::from_secs(args.run_cap_seconds);
     let started = Instant::now();
+    let load_at_start = load_average();
+    eprintln!("bench: load average at start: {load_at_start}");
 
     // The floor first, while nothing else runs.
     let floor = raw_store_floor(&args).await?;
@@ -93,6 +95,9 @@ async fn main() -> Result<()> {
     tokio::time::sleep(Duration::from_secs(args.idle_seconds)).await;
     let idle = Memory::of_pid(server.pid).context("reading the idle server's memory")?;
 
+    let cpu = CpuMeter {
+        server_pid: server.pid,
+    };
     let client = client(&server.kubeconfig).await?;
     for ns in ["bench-create", "bench-list", "bench-watch"] {
         create_namespace(&client, ns).await?;
@@ -100,20 +105,21 @@ async fn main() -> Result<()> {
 
     let mut creates = Vec::new();
     for &c in &args.concurrency {
-        creates.push(create_runs(&client, &args, c, cap).await?);
+        creates.push(create_runs(&client, &args, cpu, c, cap).await?);
     }
     let mut gets = Vec::new();
     for &c in &args.concurrency {
-        gets.push(get_runs(&client, &args, c, cap).await?);
+        gets.push(get_runs(&client, &args, cpu, c, cap).await?);
     }
     fill_list_namespace(&client, &args).await?;
     let mut lists = Vec::new();
     for &c in &args.concurrency {
-        lists.push(list_runs(&client, &args, c, cap).await?);
+        lists.push(list_runs(&client, &args, cpu, c, cap).await?);
     }
-    let watch = watch_fan_out(&client, &args, cap).await?;
+    let watch = watch_fan_out(&client, &args, cpu, cap).await?;
     let after = Memory::of_pid(server.pid).context("reading the loaded server's memory")?;
-    let log = server.stop().await;
+    let (log, data_dir) = server.stop().await;
+    let raw_lists = raw_list_floor(&args, &data_dir.path().join("state.db"), cap).await?;
 
     let report = Report {
         args: &args,
@@ -121,10 +127,12 @@ async fn main() -> Result<()> {
         creates,
         gets,
         lists,
+        raw_lists,
         watch,
         idle,
         after,
         elapsed: started.elapsed(),
+        load_at_start,
     }
     .render();
     println!("{report}");
@@ -258,11 +266,12 @@ impl Server {
         }
     }
 
-    /// Kill the server and return its log.
-    async fn stop(mut self) -> String {
+    /// Kill the server; return its log and its data dir.
+    async fn stop(mut self) -> (String, tempfile::TempDir) {
         let _ = self.child.start_kill();
         let _ = self.child.wait().await;
-        std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
+        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
+        (log, self.dir)
     }
 }
 
@@ -346,6 +355,36 @@ async fn create_configmap(
     Ok(())
 }
 
+/// CPU seconds used so far by the server and by this benchmark process, to
+/// tell where a phase's time went on a machine both share.
+#[derive(Clone, Copy)]
+struct CpuMeter {
+    server_pid: u32,
+}
+
+#[derive(Clone, Copy, Default)]
+struct Cpu {
+    server: f64,
+    client: f64,
+}
+
+impl CpuMeter {
+    fn now(&self) -> Result<Cpu> {
+        Ok(Cpu {
+            server: procfs::cpu_seconds(self.server_pid)?,
+            client: procfs::cpu_seconds(std::process::id())?,
+        })
+    }
+
+    fn since(&self, before: Cpu) -> Result<Cpu> {
+        let now = self.now()?;
+        Ok(Cpu {
+            server: now.server - before.server,
+            client: now.client - before.client,
+        })
+    }
+}
+
 // ---------------------------------------------------------------------------
 // Closed-loop load: `concurrency` clients, each sending its next request when
 // the previous one is answered.
@@ -416,6 +455,9 @@ where
 struct Runs {
     concurrency: usize,
     runs: Vec<Run>,
+    /// CPU used over all repetitions (warm-up excluded); `None` when the
+    /// load ran inside this process (the raw store).
+    cpu: Option<Cpu>,
 }
 
 impl Runs {
@@ -443,6 +485,14 @@ impl Runs {
         median(&v).unwrap_or(f64::NAN)
     }
 
+    /// (server, client) CPU microseconds per completed operation; zeros
+    /// when not measured.
+    fn cpu_per_op_us(&self) -> (f64, f64) {
+        let ops = self.runs.iter().map(|r| r.done).sum::<usize>().max(1) as f64;
+        let cpu = self.cpu.unwrap_or_default();
+        (cpu.server / ops * 1e6, cpu.client / ops * 1e6)
+    }
+
     fn capped(&self) -> bool {
         self.runs.iter().any(|r| r.capped)
     }
@@ -453,8 +503,13 @@ impl Runs {
             .iter()
             .map(|r| format!("{:.0}", r.per_second()))
             .collect();
+        let (server, client) = self.cpu_per_op_us();
+        let cpu = match self.cpu {
+            Some(_) => format!(", CPU/op server {server:.0} µs client {client:.0} µs"),
+            None => String::new(),
+        };
         eprintln!(
-            "bench: {what} @{}: {}/s, p50 {:.2} ms, p99 {:.2} ms{}",
+            "bench: {what} @{}: {}/s, p50 {:.2} ms, p99 {:.2} ms{cpu}{}",
             self.concurrency,
             rates.join(" "),
             self.latency_ms(|l| l.p50),
@@ -493,10 +548,12 @@ fn create_name(concurrency: usize, rep: usize, i: usize) -> String {
 async fn create_runs(
     client: &kube::Client,
     args: &Args,
+    cpu: CpuMeter,
     concurrency: usize,
     cap: Duration,
 ) -> Result<Runs> {
     warm_up(client, concurrency, cap).await?;
+    let before = cpu.now()?;
     let mut runs = Vec::new();
     for rep in 0..args.reps {
         let c = client.clone();
@@ -510,7 +567,11 @@ async fn create_runs(
         .await?;
         runs.push(run);
     }
-    let runs = Runs { concurrency, runs };
+    let runs = Runs {
+        concurrency,
+        runs,
+        cpu: Some(cpu.since(before)?),
+    };
     runs.log("create");
     Ok(runs)
 }
@@ -518,10 +579,12 @@ async fn create_runs(
 async fn get_runs(
     client: &kube::Client,
     args: &Args,
+    cpu: CpuMeter,
     concurrency: usize,
     cap: Duration,
 ) -> Result<Runs> {
     warm_up(client, concurrency, cap).await?;
+    let before = cpu.now()?;
     // The objects the first create run made (at the first concurrency).
     let first = args.concurrency[0];
     let mut runs = Vec::new();
@@ -542,7 +605,11 @@ async fn get_runs(
         .await?;
         runs.push(run);
     }
-    let runs = Runs { concurrency, runs };
+    let runs = Runs {
+        concurrency,
+        runs,
+        cpu: Some(cpu.since(before)?),
+    };
     runs.log("get");
     Ok(runs)
 }
@@ -591,10 +658,12 @@ fn list_path(limit: usize) -> String {
 async fn list_runs(
     client: &kube::Client,
     args: &Args,
+    cpu: CpuMeter,
     concurrency: usize,
     cap: Duration,
 ) -> Result<Runs> {
     warm_up(client, concurrency, cap).await?;
+    let before = cpu.now()?;
     let mut runs = Vec::new();
     for _ in 0..args.reps {
         let c = client.clone();
@@ -610,9 +679,73 @@ async fn list_runs(
         .await?;
         runs.push(run);
     }
-    let runs = Runs { concurrency, runs };
+    let runs = Runs {
+        concurrency,
+        runs,
+        cpu: Some(cpu.since(before)?),
+    };
     runs.log("list");
     Ok(runs)
+}
+
+/// The floor of the list figure: the same page read straight from the
+/// server's own database (after the server has stopped) through
+/// `SqliteStore::list`, at the same concurrencies.
+async fn raw_list_floor(args: &Args, db: &Path, cap: Duration) -> Result<Vec<Runs>> {
+    let db = db.to_owned();
+    let store =
+        tokio::task::spawn_blocking(move || SqliteStore::open(&db, SqliteOptions::default()))
+            .await??;
+    let store: Arc<dyn Store> = Arc::new(store);
+    let prefix = "/registry/core/configmaps/bench-list/";
+    let limit = args.list_objects;
+    let page = store
+        .list(
+            prefix,
+            ListOptions {
+                limit: Some(limit),
+                ..ListOptions::default()
+            },
+        )
+        .await?;
+    ensure!(
+        page.items.len() == limit,
+        "raw list of {prefix} returned {} keys, expected {limit}",
+        page.items.len()
+    );
+    let mut all = Vec::new();
+    for &concurrency in &args.concurrency {
+        let mut runs = Vec::new();
+        for _ in 0..args.reps {
+            let store = Arc::clone(&store);
+            let run = closed_loop(concurrency, args.list_ops, cap, move |_| {
+                let store = Arc::clone(&store);
+                async move {
+                    let page = store
+                        .list(
+                            prefix,
+                            ListOptions {
+                                limit: Some(limit),
+                                ..ListOptions::default()
+                            },
+                        )
+                        .await?;
+                    ensure!(page.items.len() == limit, "short raw list");
+                    Ok(())
+                }
+            })
+            .await?;
+            runs.push(run);
+        }
+        let runs = Runs {
+            concurrency,
+            runs,
+            cpu: None,
+        };
+        runs.log("raw store list");
+        all.push(runs);
+    }
+    Ok(all)
 }
 
 // ---------------------------------------------------------------------------
@@ -627,6 +760,8 @@ struct Watch {
     missing: usize,
     /// Latency of the create calls themselves.
     create: Vec<Duration>,
+    /// CPU used over the measured writes.
+    cpu: Cpu,
 }
 
 /// A watch event, decoded only as far as the benchmark needs.
@@ -694,7 +829,12 @@ async fn watcher(
     Ok(())
 }
 
-async fn watch_fan_out(client: &kube::Client, args: &Args, cap: Duration) -> Result<Watch> {
+async fn watch_fan_out(
+    client: &kube::Client,
+    args: &Args,
+    cpu: CpuMeter,
+    cap: Duration,
+) -> Result<Watch> {
     let list = call(
         client,
         Method::GET,
@@ -733,6 +873,7 @@ async fn watch_fan_out(client: &kube::Client, args: &Args, cap: Duration) -> Res
 
     // Write 0 is a warm-up proving every stream is live; it is not counted.
     let start = Instant::now();
+    let mut before = Cpu::default();
     let per_write_wait = Duration::from_secs(5);
     let mut delays = Vec::with_capacity(args.watch_writes * args.watchers);
     let mut create = Vec::with_capacity(args.watch_writes);
@@ -762,6 +903,7 @@ async fn watch_fan_out(client: &kube::Client, args: &Args, cap: Duration) -> Res
             }
         }
         if n == 0 {
+            before = cpu.now()?;
             ensure!(
                 got == args.watchers,
                 "only {got} of {} watches saw the warm-up write",
@@ -773,6 +915,7 @@ async fn watch_fan_out(client: &kube::Client, args: &Args, cap: Duration) -> Res
         create.push(created);
         writes += 1;
     }
+    let used = cpu.since(before)?;
     watchers.abort_all();
     while let Some(joined) = watchers.join_next().await {
         if let Ok(Err(e)) = joined {
@@ -784,16 +927,19 @@ async fn watch_fan_out(client: &kube::Client, args: &Args, cap: Duration) -> Res
         writes,
         missing,
         create,
+        cpu: used,
     };
     if let Some(l) = Latency::of(w.delays.clone()) {
         eprintln!(
-            "bench: watch fan-out to {}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} deliveries, {} missing",
+            "bench: watch fan-out to {}: p50 {:.2} ms, p99 {:.2} ms, max {:.2} ms over {} deliveries, {} missing; CPU/write server {:.0} µs client {:.0} µs",
             args.watchers,
             ms(l.p50),
             ms(l.p99),
             ms(l.max),
             l.count,
-            w.missing
+            w.missing,
+            w.cpu.server / w.writes.max(1) as f64 * 1e6,
+            w.cpu.client / w.writes.max(1) as f64 * 1e6,
         );
     }
     Ok(w)
@@ -808,10 +954,14 @@ struct Report<'a> {
     creates: Vec<Runs>,
     gets: Vec<Runs>,
     lists: Vec<Runs>,
+    raw_lists: Vec<Runs>,
     watch: Watch,
     idle: Memory,
     after: Memory,
     elapsed: Duration,
+    /// The 1/5/15-minute load average when the run began: other work on the
+    /// machine skews every figure.
+    load_at_start: String,
 }
 
 fn ms(d: Duration) -> f64 {
@@ -849,9 +999,13 @@ impl Report<'_> {
         for runs in &self.creates {
             let c = runs.concurrency;
             let (lo, hi) = runs.rate_range();
+            let (scpu, ccpu) = runs.cpu_per_op_us();
             row(
                 format!("API create @{c}"),
-                format!("{:.0}/s [{lo:.0}–{hi:.0}]", runs.rate()),
+                format!(
+                    "{:.0}/s [{lo:.0}–{hi:.0}]; CPU/op server {scpu:.0} µs, client {ccpu:.0} µs",
+                    runs.rate()
+                ),
                 "",
                 if runs.capped() {
                     "capped".into()
@@ -907,21 +1061,40 @@ impl Report<'_> {
                 } else {
                     format!("get @{c}")
                 };
+                let (scpu, ccpu) = runs.cpu_per_op_us();
                 row(
                     name,
                     format!(
-                        "{:.0}/s [{lo:.0}–{hi:.0}]; p50 {:.2} / p99 {:.2} ms",
+                        "{:.0}/s [{lo:.0}–{hi:.0}]; p50 {:.2} / p99 {:.2} ms; CPU/op server {scpu:.0} µs, client {ccpu:.0} µs",
                         runs.rate(),
                         runs.latency_ms(|l| l.p50),
                         runs.latency_ms(|l| l.p99)
                     ),
                     "",
-                    if runs.capped() {
-                        "capped".into()
-                    } else {
-                        String::new()
-                    },
+                    if runs.capped() { "capped".into() } else { String::new() },
                 );
+                if what != "list" {
+                    continue;
+                }
+                if let Some(raw) = self.raw_lists.iter().find(|r| r.concurrency == c) {
+                    row(
+                        format!("raw store list ({} keys) @{c}", a.list_objects),
+                        format!(
+                            "{:.0}/s; p50 {:.2} / p99 {:.2} ms",
+                            raw.rate(),
+                            raw.latency_ms(|l| l.p50),
+                            raw.latency_ms(|l| l.p99)
+                        ),
+                        "floor",
+                        String::new(),
+                    );
+                    row(
+                        format!("API list @{c} / raw store list @{c}"),
+                        format!("{:.2}", runs.rate() / raw.rate()),
+                        "",
+                        String::new(),
+                    );
+                }
             }
         }
         match Latency::of(self.watch.delays.clone()) {
@@ -929,7 +1102,13 @@ impl Report<'_> {
                 let p99 = ms(l.p99);
                 row(
                     format!("watch fan-out p50 / p99 to {} watchers", a.watchers),
-                    format!("{:.2} / {p99:.2} ms (max {:.2})", ms(l.p50), ms(l.max)),
+                    format!(
+                        "{:.2} / {p99:.2} ms (max {:.2}); CPU/write server {:.0} µs, client {:.0} µs",
+                        ms(l.p50),
+                        ms(l.max),
+                        self.watch.cpu.server / self.watch.writes.max(1) as f64 * 1e6,
+                        self.watch.cpu.client / self.watch.writes.max(1) as f64 * 1e6,
+                    ),
                     "p99 < 5 ms",
                     verdict(
                         p99 < TARGET_WATCH_P99_MS && self.watch.missing == 0,
@@ -980,11 +1159,12 @@ impl Report<'_> {
 
         let mut out = String::new();
         out.push_str(&format!(
-            "API benchmark: commit {}, {} CPUs, {:.1} GiB RAM, kernel {}; {} reps, {} ops per create/get run, {} per list run, {} B values; took {:.0} s\n\n",
+            "API benchmark: commit {}, {} CPUs, {:.1} GiB RAM, kernel {}, load average at start {}; {} reps, {} ops per create/get run, {} per list run, {} B values; took {:.0} s\n\n",
             commit(),
             std::thread::available_parallelism().map_or(0, |n| n.get()),
             procfs::mem_total_kib().map_or(0.0, |k| k as f64 / 1024.0 / 1024.0),
             procfs::kernel_release().unwrap_or_default(),
+            self.load_at_start,
             a.reps,
             a.ops,
             a.list_ops,
@@ -998,6 +1178,12 @@ impl Report<'_> {
         }
         out
     }
+}
+
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn commit() -> String {
