@@ -222,6 +222,37 @@ fn list_meta(page_rv: u64, cont: Option<&str>, remaining: Option<u64>) -> Value 
     m
 }
 
+/// A `<Kind>List` assembled from stored bytes (see [`crate::raw`]).
+fn raw_list(res: &Resource, page: crate::rest::RawListPage) -> ApiResult<Response> {
+    let meta = list_meta(
+        page.resource_version.0,
+        page.continue_token.as_deref(),
+        page.remaining,
+    );
+    let head =
+        json!({"kind": res.def.list_kind, "apiVersion": res.def.api_version(), "metadata": meta});
+    let head = serde_json::to_vec(&head).map_err(|e| ApiError::internal(e.to_string()))?;
+    let mut items = Vec::with_capacity(page.items.len());
+    let mut size = head.len() + 16;
+    for (kv, _) in &page.items {
+        let b = crate::rest::Rest::raw(res, kv)?;
+        size += b.len() + 1;
+        items.push(b);
+    }
+    let mut out = Vec::with_capacity(size);
+    // `head` is an object; reopen it to append `items`.
+    out.extend_from_slice(head.get(..head.len().saturating_sub(1)).unwrap_or_default());
+    out.extend_from_slice(b",\"items\":[");
+    for (i, b) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(b);
+    }
+    out.extend_from_slice(b"]}");
+    Ok(bytes_json(Bytes::from(out)))
+}
+
 fn render_one(res: &Resource, obj: &Value, output: Output, params: &ListParams) -> Value {
     match output {
         Output::Object => obj.clone(),
@@ -305,6 +336,10 @@ async fn resource(
         Verb::Get => {
             let name = name.unwrap_or_default();
             let params = ListParams::from_query(&q)?;
+            if output == Output::Object {
+                let kv = rest.get_kv(&res, ns.as_deref(), &name).await?;
+                return Ok(bytes_json(crate::rest::Rest::raw(&res, &kv)?));
+            }
             let obj = rest.get(&res, ns.as_deref(), &name).await?;
             Ok(json_response(
                 StatusCode::OK,
@@ -315,6 +350,10 @@ async fn resource(
         Verb::List => {
             let params = ListParams::from_query(&q)?;
             crate::rest::Rest::check_field_selector(&res, &params)?;
+            if output == Output::Object {
+                let page = rest.list_raw(&res, ns.as_deref(), &params).await?;
+                return raw_list(&res, page);
+            }
             let page = rest.list(&res, ns.as_deref(), &params).await?;
             let meta = list_meta(
                 page.resource_version.0,

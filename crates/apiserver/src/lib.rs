@@ -24,6 +24,7 @@ pub mod object;
 mod openapi;
 mod patching;
 pub mod query;
+mod raw;
 pub mod registry;
 pub mod request_info;
 pub mod rest;

@@ -185,19 +185,53 @@ impl Rest {
             "resourceVersion",
             json!(kv.mod_revision.0.to_string()),
         );
-        object::set_type_meta(&mut v, &res.def.api_version(), &res.def.kind);
+        let av = res.def.api_version();
+        let typed = v.get("apiVersion").and_then(Value::as_str) == Some(av.as_str())
+            && v.get("kind").and_then(Value::as_str) == Some(res.def.kind.as_str());
+        if !typed {
+            object::set_type_meta(&mut v, &av, &res.def.kind);
+        }
         Ok(v)
     }
 
+    /// The stored form: `apiVersion`, `kind`, `metadata` first (the layout
+    /// [`crate::raw`] relies on), no `resourceVersion`.
     fn encode(res: &Resource, obj: &Value) -> ApiResult<Bytes> {
-        let mut v = obj.clone();
-        object::remove_meta(&mut v, "resourceVersion");
         let storage_av = if res.def.group.is_empty() {
             res.storage_version.clone()
         } else {
             format!("{}/{}", res.def.group, res.storage_version)
         };
-        object::set_type_meta(&mut v, &storage_av, &res.def.kind);
+        let mut out = serde_json::Map::new();
+        out.insert("apiVersion".into(), json!(storage_av));
+        out.insert("kind".into(), json!(res.def.kind));
+        let mut meta = object::meta(obj).cloned().unwrap_or_default();
+        meta.remove("resourceVersion");
+        out.insert("metadata".into(), Value::Object(meta));
+        if let Value::Object(m) = obj {
+            for (k, v) in m {
+                if !matches!(k.as_str(), "apiVersion" | "kind" | "metadata") {
+                    out.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        serde_json::to_vec(&out)
+            .map(Bytes::from)
+            .map_err(|e| ApiError::internal(e.to_string()))
+    }
+
+    /// A stored object as served JSON bytes: spliced without parsing when the
+    /// stored layout allows, else decoded and re-encoded.
+    pub fn raw(res: &Resource, kv: &KeyValue) -> ApiResult<Bytes> {
+        if let Some(b) = crate::raw::with_resource_version(
+            &kv.value,
+            kv.mod_revision.0,
+            &res.def.api_version(),
+            &res.def.kind,
+        ) {
+            return Ok(b);
+        }
+        let v = Self::decode(res, kv)?;
         serde_json::to_vec(&v)
             .map(Bytes::from)
             .map_err(|e| ApiError::internal(e.to_string()))
@@ -209,6 +243,20 @@ impl Rest {
         } else {
             None
         }
+    }
+
+    /// The stored key-value of one object (404 if absent).
+    pub async fn get_kv(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        name: &str,
+    ) -> ApiResult<KeyValue> {
+        let key = res.key(Self::ns_of(res, namespace), name);
+        self.store
+            .get(&key)
+            .await?
+            .ok_or_else(|| ApiError::not_found(&res.def.group, &res.def.plural, name))
     }
 
     pub async fn get(
@@ -232,6 +280,31 @@ impl Rest {
         namespace: Option<&str>,
         p: &ListParams,
     ) -> ApiResult<ListPage> {
+        let page = self.list_raw(res, namespace, p).await?;
+        let items = page
+            .items
+            .into_iter()
+            .map(|(kv, obj)| match obj {
+                Some(o) => Ok(o),
+                None => Self::decode(res, &kv),
+            })
+            .collect::<ApiResult<Vec<Value>>>()?;
+        Ok(ListPage {
+            items,
+            resource_version: page.resource_version,
+            continue_token: page.continue_token,
+            remaining: page.remaining,
+        })
+    }
+
+    /// [`Rest::list`] without decoding: the stored key-values, with the decoded
+    /// object alongside only where selectors needed it.
+    pub async fn list_raw(
+        &self,
+        res: &Resource,
+        namespace: Option<&str>,
+        p: &ListParams,
+    ) -> ApiResult<RawListPage> {
         let prefix = res.prefix(Self::ns_of(res, namespace));
         let (revision, mut start_after) = match &p.continue_token {
             Some(t) => (Some(t.revision), Some(t.start_after.clone())),
@@ -278,9 +351,13 @@ impl Rest {
             read_rev = Some(page.revision);
             let n = page.items.len();
             for (i, kv) in page.items.iter().enumerate() {
-                let obj = Self::decode(res, kv)?;
-                if self.matches(res, &obj, p) {
-                    items.push((kv.key.clone(), obj));
+                let obj = if filtered {
+                    Some(Self::decode(res, kv)?)
+                } else {
+                    None
+                };
+                if obj.as_ref().is_none_or(|o| self.matches(res, o, p)) {
+                    items.push((kv.clone(), obj));
                     if want.is_some_and(|w| items.len() >= w) {
                         let rest_in_page = (n - i - 1) as u64;
                         more = rest_in_page > 0 || page.remaining > 0;
@@ -298,18 +375,18 @@ impl Rest {
         }
         let revision = read_rev.unwrap_or_default();
         let continue_token = if more {
-            items.last().map(|(k, _)| {
+            items.last().map(|(kv, _)| {
                 ContinueToken {
                     revision,
-                    start_after: k.clone(),
+                    start_after: kv.key.clone(),
                 }
                 .encode()
             })
         } else {
             None
         };
-        Ok(ListPage {
-            items: items.into_iter().map(|(_, o)| o).collect(),
+        Ok(RawListPage {
+            items,
             resource_version: revision,
             continue_token,
             remaining: remaining_reported.filter(|n| *n > 0 && more),
@@ -988,6 +1065,15 @@ impl Rest {
         }
         Ok(out)
     }
+}
+
+/// One page of a list, undecoded.
+#[derive(Debug)]
+pub struct RawListPage {
+    pub items: Vec<(KeyValue, Option<Value>)>,
+    pub resource_version: Revision,
+    pub continue_token: Option<String>,
+    pub remaining: Option<u64>,
 }
 
 /// One page of a list.

@@ -46,6 +46,17 @@ impl Render {
         Bytes::from(line)
     }
 
+    /// `{"type":<kind>,"object":<object bytes>}` plus newline, without re-encoding.
+    fn raw_event(kind: &str, object: &[u8]) -> Bytes {
+        let mut line = Vec::with_capacity(object.len() + kind.len() + 24);
+        line.extend_from_slice(b"{\"type\":\"");
+        line.extend_from_slice(kind.as_bytes());
+        line.extend_from_slice(b"\",\"object\":");
+        line.extend_from_slice(object);
+        line.extend_from_slice(b"}\n");
+        Bytes::from(line)
+    }
+
     fn bookmark(&self, rv: Revision, initial_end: bool) -> Bytes {
         let mut meta = json!({"resourceVersion": rv.0.to_string()});
         if initial_end {
@@ -181,21 +192,39 @@ pub async fn start(
 /// matching is ADDED, one that stops matching is DELETED.
 fn translate(render: &Render, rest: &Rest, ev: &skiff_store::Event, first: bool) -> Option<Bytes> {
     let res = &render.res;
+    let selective = !render.params.labels.is_empty() || !render.params.fields.is_empty();
+    // The common case (plain JSON, no selectors) never parses the object.
+    if render.output == Output::Object && !selective {
+        let kind = match (ev.kind, &ev.prev) {
+            (EventKind::Delete, _) => "DELETED",
+            (EventKind::Put, None) => "ADDED",
+            (EventKind::Put, Some(_)) => "MODIFIED",
+        };
+        return Rest::raw(res, &ev.kv)
+            .ok()
+            .map(|b| Render::raw_event(kind, &b));
+    }
     let decode = |kv: &skiff_store::KeyValue| Rest::decode(res, kv).ok();
     let new = decode(&ev.kv)?;
     let matches = |o: &Value| rest.matches(res, o, &render.params);
-    match ev.kind {
-        EventKind::Delete => matches(&new).then(|| render.event("DELETED", &new, first)),
+    let kind = match ev.kind {
+        EventKind::Delete => matches(&new).then_some("DELETED")?,
         EventKind::Put => {
             let old = ev.prev.as_ref().and_then(decode);
             let now_in = matches(&new);
             let was_in = old.as_ref().is_some_and(matches);
             match (was_in, now_in) {
-                (false, true) => Some(render.event("ADDED", &new, first)),
-                (true, true) => Some(render.event("MODIFIED", &new, first)),
-                (true, false) => Some(render.event("DELETED", &new, first)),
-                (false, false) => None,
+                (false, true) => "ADDED",
+                (true, true) => "MODIFIED",
+                (true, false) => "DELETED",
+                (false, false) => return None,
             }
         }
+    };
+    if render.output == Output::Object {
+        return Rest::raw(res, &ev.kv)
+            .ok()
+            .map(|b| Render::raw_event(kind, &b));
     }
+    Some(render.event(kind, &new, first))
 }
