@@ -19,7 +19,11 @@ fn post(s: &Server, path: &str, content_type: &str, body: &str) -> CurlReply {
 #[track_caller]
 fn status(r: &CurlReply, code: u16, reason: &str) -> Value {
     let st = r.json();
-    assert_eq!(r.code, code, "HTTP code; body: {}", r.body);
+    assert_eq!(
+        r.code, code,
+        "HTTP code; body: {}; curl stderr: {}",
+        r.body, r.stderr
+    );
     assert_eq!(st["kind"], "Status", "a Status body: {}", r.body);
     assert_eq!(st["apiVersion"], "v1", "{}", r.body);
     assert_eq!(st["status"], "Failure", "{}", r.body);

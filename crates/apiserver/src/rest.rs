@@ -498,28 +498,30 @@ impl Rest {
         fv: FieldValidation,
         warnings: &mut Vec<String>,
     ) -> ApiResult<Value> {
-        if fv != FieldValidation::Ignore {
-            let unknown = res.def.strategy.unknown_fields(&obj);
-            if !unknown.is_empty() {
-                let msgs: Vec<String> = unknown
-                    .iter()
-                    .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
-                    .collect();
-                if fv == FieldValidation::Strict {
-                    return Err(ApiError::bad_request(format!(
-                        "strict decoding error: {}",
-                        msgs.join(", ")
-                    )));
-                }
-                warnings.extend(msgs);
+        let (obj, unknown) = res
+            .def
+            .strategy
+            .normalize_checked(obj, fv != FieldValidation::Ignore)
+            .map_err(|m| {
+                ApiError::bad_request(format!(
+                    "{} in version \"{}\" cannot be handled as a {}: {m}",
+                    res.def.kind, res.def.version, res.def.kind
+                ))
+            })?;
+        if !unknown.is_empty() {
+            let msgs: Vec<String> = unknown
+                .iter()
+                .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
+                .collect();
+            if fv == FieldValidation::Strict {
+                return Err(ApiError::bad_request(format!(
+                    "strict decoding error: {}",
+                    msgs.join(", ")
+                )));
             }
+            warnings.extend(msgs);
         }
-        res.def.strategy.normalize(obj).map_err(|m| {
-            ApiError::bad_request(format!(
-                "{} in version \"{}\" cannot be handled as a {}: {m}",
-                res.def.kind, res.def.version, res.def.kind
-            ))
-        })
+        Ok(obj)
     }
 
     pub(crate) fn decode_fields_pub(

@@ -87,6 +87,8 @@ pub fn app(state: Arc<ApiState>, auth: Arc<Authenticator>) -> Router {
             auth,
             crate::auth::layer,
         ))
+        // Outside authentication: even a rejected write has its body read first.
+        .layer(axum::middleware::from_fn(crate::body_limit::layer))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(
             panic_response,
         ))

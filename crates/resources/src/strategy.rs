@@ -16,6 +16,22 @@ pub trait Strategy: Send + Sync {
     /// field DeploymentSpec.spec.replicas of type int32`).
     fn normalize(&self, obj: serde_json::Value) -> Result<Value, String>;
 
+    /// [`Strategy::normalize`] plus, when `report_unknown`, the
+    /// [`Strategy::unknown_fields`] of the same input. Kinds that can do both in
+    /// one pass override this.
+    fn normalize_checked(
+        &self,
+        obj: Value,
+        report_unknown: bool,
+    ) -> Result<(Value, Vec<String>), String> {
+        let unknown = if report_unknown {
+            self.unknown_fields(&obj)
+        } else {
+            Vec::new()
+        };
+        Ok((self.normalize(obj)?, unknown))
+    }
+
     /// Fill in defaults (as the Kubernetes defaulters do) before validation, on
     /// create and on update. Must be idempotent.
     fn default(&self, _obj: &mut Value) {}

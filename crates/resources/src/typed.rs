@@ -128,6 +128,23 @@ impl<K: BuiltinKind> Strategy for TypedStrategy<K> {
         self.round_trip(obj)
     }
 
+    fn normalize_checked(
+        &self,
+        obj: Value,
+        report_unknown: bool,
+    ) -> Result<(Value, Vec<String>), String> {
+        if !report_unknown {
+            return Ok((self.round_trip(obj)?, Vec::new()));
+        }
+        // One decode serves both: what survives the round trip is the
+        // normalized object, what does not is unknown.
+        let mut input = obj;
+        normalize::strip_nulls(&mut input);
+        let known = self.round_trip(input.clone())?;
+        let unknown = unknown_fields::diff(&input, &known);
+        Ok((known, unknown))
+    }
+
     fn default(&self, obj: &mut Value) {
         // The server normalizes first, so decoding cannot fail here; if it somehow
         // does, leaving the object untouched lets validation report the problem.

@@ -4,10 +4,49 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use serde_json::Value;
+use serde::Deserialize;
 use skiff_store::KeyValue;
 
 use crate::registry::{Resource, Snapshot};
+
+#[derive(Deserialize)]
+struct Head {
+    #[serde(default)]
+    metadata: MetaHead,
+    #[serde(default)]
+    spec: Option<SpecHead>,
+}
+
+/// Everything but `metadata` is skipped (custom resources' `spec` can be any shape).
+#[derive(Deserialize)]
+struct MetaOnly {
+    #[serde(default)]
+    metadata: MetaHead,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase")]
+struct MetaHead {
+    uid: Option<String>,
+    #[serde(default)]
+    owner_references: Vec<OwnerHead>,
+    #[serde(default)]
+    finalizers: Vec<String>,
+    deletion_timestamp: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct OwnerHead {
+    uid: Option<String>,
+    block_owner_deletion: Option<bool>,
+}
+
+#[derive(Deserialize)]
+struct SpecHead {
+    #[serde(default)]
+    finalizers: Vec<String>,
+}
 
 #[derive(Debug, Clone)]
 pub struct OwnerRef {
@@ -87,44 +126,38 @@ impl Index {
     /// Insert or replace the object at `kv.key`; returns its uid.
     pub fn put(&mut self, snap: &Snapshot, kv: &KeyValue) -> Option<String> {
         let (res, namespace, name) = locate(snap, &kv.key)?;
-        let obj: Value = serde_json::from_slice(&kv.value).ok()?;
-        let meta = obj.get("metadata")?;
-        let uid = meta.get("uid").and_then(Value::as_str)?.to_string();
-        self.remove(&kv.key);
-        let owners = meta
-            .get("ownerReferences")
-            .and_then(Value::as_array)
-            .map(|refs| {
-                refs.iter()
-                    .filter_map(|r| {
-                        Some(OwnerRef {
-                            uid: r.get("uid").and_then(Value::as_str)?.to_string(),
-                            block: r
-                                .get("blockOwnerDeletion")
-                                .and_then(Value::as_bool)
-                                .unwrap_or(false),
-                        })
-                    })
-                    .collect()
-            })
-            .unwrap_or_else(Vec::new);
-        let finalizers: Vec<String> = meta
-            .get("finalizers")
-            .and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(|f| f.as_str().map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let deleting = meta.get("deletionTimestamp").is_some_and(|v| !v.is_null());
+        // Only the metadata (and a namespace's spec.finalizers) matter here; the
+        // rest of the object is skipped without being built.
         let is_namespace = res.def.group.is_empty() && res.def.plural == "namespaces";
+        let head: Head = if is_namespace {
+            serde_json::from_slice(&kv.value).ok()?
+        } else {
+            let h: MetaOnly = serde_json::from_slice(&kv.value).ok()?;
+            Head {
+                metadata: h.metadata,
+                spec: None,
+            }
+        };
+        let uid = head.metadata.uid?;
+        self.remove(&kv.key);
+        let owners: Vec<OwnerRef> = head
+            .metadata
+            .owner_references
+            .into_iter()
+            .filter_map(|r| {
+                Some(OwnerRef {
+                    uid: r.uid?,
+                    block: r.block_owner_deletion.unwrap_or(false),
+                })
+            })
+            .collect();
+        let finalizers = head.metadata.finalizers;
+        let deleting = head.metadata.deletion_timestamp.is_some();
         let namespace_finalizing = is_namespace
             && deleting
-            && obj
-                .pointer("/spec/finalizers")
-                .and_then(Value::as_array)
-                .is_some_and(|a| a.iter().any(|f| f.as_str() == Some("kubernetes")));
+            && head
+                .spec
+                .is_some_and(|s| s.finalizers.iter().any(|f| f == "kubernetes"));
         for o in &owners {
             self.dependents
                 .entry(o.uid.clone())
