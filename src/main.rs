@@ -10,11 +10,6 @@ use clap::{Parser, Subcommand};
 use skiff_store::{Revision, SqliteOptions, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
-// The API server allocates many small JSON values per request; mimalloc keeps
-// that cheaper than glibc malloc (measured with `make bench`).
-#[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 #[derive(Parser, Debug)]
 #[command(
     name = "skiff",
