@@ -386,7 +386,7 @@ async fn resource(
                     .reqs
                     .push(("metadata.name".into(), true, n.clone()));
             }
-            let rx = crate::watch::start(
+            let lines = crate::watch::start(
                 rest,
                 res.clone(),
                 ns,
@@ -397,7 +397,7 @@ async fn resource(
             .await?;
             state.metrics.watch_started(&res.def.plural);
             let guard = state.metrics.watch_guard(&res.def.plural);
-            let stream = tokio_stream::wrappers::ReceiverStream::new(rx).map(move |b| {
+            let stream = lines.map(move |b| {
                 let _keep = &guard;
                 Ok::<_, Infallible>(b)
             });

@@ -1,14 +1,15 @@
 //! Watch: a chunked stream of `{"type": ..., "object": ...}` JSON lines, fed by the
 //! store's watch, filtered by selectors, with optional initial events and bookmarks.
 
+use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use serde_json::{json, Value};
 use skiff_store::{EventKind, Revision};
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::content::Output;
@@ -77,9 +78,58 @@ fn error_event(e: &ApiError) -> Bytes {
     Bytes::from(line)
 }
 
-/// Start a watch. Returns a channel of encoded lines; the sender side runs in a
-/// task that ends when the client goes away, the timeout passes, the store
-/// stream ends or `shutdown` fires.
+/// The state of one watch response body.
+struct Feed {
+    rest: Arc<Rest>,
+    render: Render,
+    /// Lines ready to send (initial events, a final error).
+    pending: VecDeque<Bytes>,
+    stream: Option<skiff_store::WatchStream>,
+    first: bool,
+    last: Revision,
+    deadline: Pin<Box<tokio::time::Sleep>>,
+    bookmarks: tokio::time::Interval,
+    shutdown: CancellationToken,
+}
+
+impl Feed {
+    /// The next line of the body; `None` ends the response.
+    async fn next_line(&mut self) -> Option<Bytes> {
+        if let Some(b) = self.pending.pop_front() {
+            return Some(b);
+        }
+        let allow_bookmarks = self.render.params.allow_bookmarks;
+        loop {
+            let stream = self.stream.as_mut()?;
+            tokio::select! {
+                _ = &mut self.deadline => return None,
+                _ = self.shutdown.cancelled() => return None,
+                _ = self.bookmarks.tick(), if allow_bookmarks => {
+                    return Some(self.render.bookmark(self.last, false));
+                }
+                ev = stream.next() => {
+                    let ev = match ev? {
+                        Ok(ev) => ev,
+                        Err(e) => {
+                            // The stream ends after the error event.
+                            self.stream = None;
+                            return Some(error_event(&ApiError::from(e)));
+                        }
+                    };
+                    self.last = ev.revision();
+                    if let Some(line) = translate(&self.render, &self.rest, &ev, self.first) {
+                        self.first = false;
+                        return Some(line);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Start a watch. Returns the response body as a stream of encoded lines. It is
+/// driven by the connection itself (no task per watch) and ends when the client
+/// goes away, the timeout passes, the store stream ends or `shutdown` fires.
 pub async fn start(
     rest: Arc<Rest>,
     res: Arc<Resource>,
@@ -87,7 +137,7 @@ pub async fn start(
     params: ListParams,
     output: Output,
     shutdown: CancellationToken,
-) -> Result<mpsc::Receiver<Bytes>, ApiError> {
+) -> Result<impl Stream<Item = Bytes> + Send + 'static, ApiError> {
     Rest::check_field_selector(&res, &params)?;
     let ns = if res.def.namespaced {
         namespace.clone()
@@ -100,7 +150,6 @@ pub async fn start(
         output,
         params: params.clone(),
     };
-    let (tx, rx) = mpsc::channel::<Bytes>(256);
 
     // rv unset or "0": synthetic ADDED events for the current state, then changes.
     let rv = params.resource_version.unwrap_or_default();
@@ -108,8 +157,9 @@ pub async fn start(
         Some(v) => v,
         None => rv.0 == 0,
     };
-    let mut initial = Vec::new();
+    let mut pending = VecDeque::new();
     let mut from = rv;
+    let mut first = true;
     if wants_initial {
         let page = rest
             .list(
@@ -125,67 +175,44 @@ pub async fn start(
             )
             .await?;
         from = page.resource_version;
-        initial = page.items;
+        for obj in &page.items {
+            pending.push_back(render.event("ADDED", obj, first));
+            first = false;
+        }
     } else if rv.0 == 0 {
         from = rest.store.current_revision().await?;
     }
-    let stream = rest.store.watch(&prefix, from).await;
+    if params.send_initial_events == Some(true) && params.allow_bookmarks {
+        pending.push_back(render.bookmark(from, true));
+    }
+    let stream = match rest.store.watch(&prefix, from).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            pending.push_back(error_event(&ApiError::from(e)));
+            None
+        }
+    };
     let timeout = Duration::from_secs(
         params
             .timeout_seconds
             .unwrap_or_else(|| 1800 + rand::random::<u64>() % 1800),
     );
-    let send_initial_end = params.send_initial_events == Some(true) && params.allow_bookmarks;
-
-    tokio::spawn(async move {
-        let mut first = true;
-        for obj in &initial {
-            if tx.send(render.event("ADDED", obj, first)).await.is_err() {
-                return;
-            }
-            first = false;
-        }
-        if send_initial_end && tx.send(render.bookmark(from, true)).await.is_err() {
-            return;
-        }
-        let mut stream = match stream {
-            Ok(s) => s,
-            Err(e) => {
-                let _ = tx.send(error_event(&ApiError::from(e))).await; // client may be gone; nothing to do
-                return;
-            }
-        };
-        let deadline = tokio::time::sleep(timeout);
-        tokio::pin!(deadline);
-        let mut bookmarks = tokio::time::interval(Duration::from_secs(60));
-        bookmarks.tick().await;
-        let mut last = from;
-        loop {
-            tokio::select! {
-                _ = &mut deadline => return,
-                _ = shutdown.cancelled() => return,
-                _ = tx.closed() => return,
-                _ = bookmarks.tick(), if render.params.allow_bookmarks => {
-                    if tx.send(render.bookmark(last, false)).await.is_err() { return; }
-                }
-                ev = stream.next() => {
-                    let Some(ev) = ev else { return };
-                    let ev = match ev {
-                        Ok(ev) => ev,
-                        Err(e) => {
-                            let _ = tx.send(error_event(&ApiError::from(e))).await; // stream ends either way
-                            return;
-                        }
-                    };
-                    last = ev.revision();
-                    let Some(line) = translate(&render, &rest, &ev, first) else { continue };
-                    first = false;
-                    if tx.send(line).await.is_err() { return; }
-                }
-            }
-        }
-    });
-    Ok(rx)
+    let period = Duration::from_secs(60);
+    let feed = Feed {
+        rest,
+        render,
+        pending,
+        stream,
+        first,
+        last: from,
+        deadline: Box::pin(tokio::time::sleep(timeout)),
+        bookmarks: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
+        shutdown,
+    };
+    Ok(futures::stream::unfold(feed, |mut feed| async move {
+        let line = feed.next_line().await?;
+        Some((line, feed))
+    }))
 }
 
 /// Store event → watch event, honouring selectors: an object that starts
