@@ -18,8 +18,12 @@ use crate::metrics::{Statement, StoreMetrics};
 use crate::{Error, Event, EventKind, KeyValue, ListOptions, ListResult, Result, Revision};
 
 /// The latest value of one key: its revision, create revision and value.
-pub(crate) const GET_CURRENT: &str = "SELECT c.revision, l.create_revision, l.value \
-     FROM current c JOIN log l ON l.id = c.revision WHERE c.key = ?1";
+///
+/// Written as a lookup by rowid rather than a join: SQLite re-prepares a cached
+/// join statement on every run once other connections have written (measured with
+/// `sqlite3_stmt_status(SQLITE_STMTSTATUS_REPREPARE)`), which costs a full parse.
+pub(crate) const GET_CURRENT: &str = "SELECT l.id, l.create_revision, l.value \
+     FROM log l WHERE l.id = (SELECT revision FROM current WHERE key = ?1)";
 
 /// Connections for reads. The semaphore bounds concurrent blocking reads to the
 /// pool size; a connection lost to a panicking read is replaced on demand.
@@ -116,6 +120,9 @@ fn snapshot<T>(sql: Sql<'_>, f: impl FnOnce(Sql<'_>) -> Result<T>) -> Result<T> 
     }
 }
 
+/// The LIMIT of a query, written into the SQL text rather than bound: a bound
+/// LIMIT makes SQLite re-prepare the cached statement on every run. The value is
+/// an integer we produce, never client text.
 fn sql_limit(limit: Option<usize>) -> i64 {
     // SQLite reads a negative LIMIT as "no limit".
     limit.map_or(-1, |l| i64::try_from(l).unwrap_or(i64::MAX))
@@ -200,11 +207,11 @@ fn list_latest(sql: Sql<'_>, prefix: &str, opts: &ListOptions) -> Result<(Vec<Ke
     let query = format!(
         "SELECT c.key, c.revision, l.create_revision, l.value \
          FROM current c JOIN log l ON l.id = c.revision \
-         WHERE {} ORDER BY c.key LIMIT ?",
-        range.condition
+         WHERE {} ORDER BY c.key LIMIT {}",
+        range.condition,
+        sql_limit(opts.limit)
     );
-    let mut params = range.params.clone();
-    params.push(Value::Integer(sql_limit(opts.limit)));
+    let params = range.params.clone();
     let items = sql.query_rows(Statement::List, &query, params_from_iter(params), |r| {
         key_value(r.get(0)?, r, 1)
     })?;
@@ -244,10 +251,11 @@ fn list_at(
     let mut params = range.params;
     params.push(rev.clone());
     params.push(rev);
-    let query =
-        format!("SELECT l.key, l.id, l.create_revision, l.value {matching} ORDER BY l.key LIMIT ?");
-    let mut page_params = params.clone();
-    page_params.push(Value::Integer(sql_limit(opts.limit)));
+    let query = format!(
+        "SELECT l.key, l.id, l.create_revision, l.value {matching} ORDER BY l.key LIMIT {}",
+        sql_limit(opts.limit)
+    );
+    let page_params = params.clone();
     let items = sql.query_rows(
         Statement::ListAt,
         &query,
@@ -353,12 +361,12 @@ pub(crate) fn history(
         let query = format!(
             "SELECT l.id, l.key, l.create_revision, l.prev_revision, l.deleted, l.value, p.value \
              FROM log l LEFT JOIN log p ON p.id = l.prev_revision AND l.deleted = 0 \
-             WHERE l.id > ? AND {} ORDER BY l.id LIMIT ?",
-            range.condition
+             WHERE l.id > ? AND {} ORDER BY l.id LIMIT {}",
+            range.condition,
+            sql_limit(Some(limit))
         );
         let mut params = vec![Value::Integer(i64::try_from(after.0).unwrap_or(i64::MAX))];
         params.extend(range.params);
-        params.push(Value::Integer(sql_limit(Some(limit))));
         let rows = sql.query_rows(Statement::History, &query, params_from_iter(params), |r| {
             Ok(LogRow {
                 revision: r.get(0)?,
