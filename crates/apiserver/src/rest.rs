@@ -109,10 +109,22 @@ impl DeleteOptions {
     }
 }
 
+/// What the namespace cache knows of one namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum NsState {
+    Active,
+    Terminating,
+    Gone,
+}
+
 /// Generic REST storage.
 pub struct Rest {
     pub store: Arc<dyn Store>,
     pub registry: Arc<Registry>,
+    /// Namespace state by name with the revision it was seen at. Written through
+    /// by every namespace write of this process (newer revisions win), filled from
+    /// the store on a miss, so creates need no store read for the common case.
+    namespaces: std::sync::RwLock<std::collections::HashMap<String, (Revision, NsState)>>,
     openapi: std::sync::RwLock<Option<Arc<OpenApiDocs>>>,
 }
 
@@ -145,6 +157,7 @@ impl Rest {
         Rest {
             store,
             registry,
+            namespaces: std::sync::RwLock::new(std::collections::HashMap::new()),
             openapi: std::sync::RwLock::new(None),
         }
     }
@@ -428,33 +441,71 @@ impl Rest {
                 "the server could not find the requested resource: a namespace is required",
             ));
         };
-        let snap = self.registry.snapshot();
-        let Some(ns_res) = snap.get("", "v1", "namespaces") else {
-            return Ok(());
-        };
-        let Some(kv) = self.store.get(&ns_res.key(None, ns)).await? else {
-            return Err(ApiError::not_found("", "namespaces", ns));
-        };
-        if creating {
-            let nsobj = Self::decode(&ns_res, &kv)?;
-            let terminating = object::deletion_timestamp(&nsobj).is_some()
-                || nsobj.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
-            if terminating {
-                return Err(ApiError::Forbidden {
-                    message: format!(
-                        "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
-                        crate::error::qualified(&res.def.group, &res.def.plural),
-                    ),
-                    details: Some(Details {
-                        name: name.to_string(),
-                        group: res.def.group.clone(),
-                        kind: res.def.plural.clone(),
-                        uid: None,
-                    }),
-                });
+        let cached = self
+            .namespaces
+            .read()
+            .ok()
+            .and_then(|m| m.get(ns).map(|(_, st)| *st));
+        let state = match cached {
+            Some(st @ (NsState::Active | NsState::Terminating)) => st,
+            // Unknown here, or deleted: ask the store (it may have been created since).
+            _ => {
+                let snap = self.registry.snapshot();
+                let Some(ns_res) = snap.get("", "v1", "namespaces") else {
+                    return Ok(());
+                };
+                match self.store.get(&ns_res.key(None, ns)).await? {
+                    None => NsState::Gone,
+                    Some(kv) => {
+                        let nsobj = Self::decode(&ns_res, &kv)?;
+                        let st = namespace_state(&nsobj);
+                        self.note_namespace(ns, kv.mod_revision, st);
+                        st
+                    }
+                }
             }
+        };
+        if state == NsState::Gone {
+            return Err(ApiError::not_found("", "namespaces", ns));
+        }
+        if creating && state == NsState::Terminating {
+            return Err(ApiError::Forbidden {
+                message: format!(
+                    "{} \"{name}\" is forbidden: unable to create new content in namespace {ns} because it is being terminated",
+                    crate::error::qualified(&res.def.group, &res.def.plural),
+                ),
+                details: Some(Details {
+                    name: name.to_string(),
+                    group: res.def.group.clone(),
+                    kind: res.def.plural.clone(),
+                    uid: None,
+                }),
+            });
         }
         Ok(())
+    }
+
+    /// Record a namespace's state as of `rev` (older news is ignored).
+    fn note_namespace(&self, name: &str, rev: Revision, state: NsState) {
+        if let Ok(mut m) = self.namespaces.write() {
+            let newer = m.get(name).is_none_or(|(r, _)| *r < rev);
+            if newer {
+                m.insert(name.to_string(), (rev, state));
+            }
+        }
+    }
+
+    /// After a successful write of `obj` at `rev` (or its deletion), keep the
+    /// namespace cache exact for this process's own writes.
+    fn wrote(&self, res: &Resource, obj: &Value, rev: Revision, deleted: bool) {
+        if res.def.group.is_empty() && res.def.plural == "namespaces" {
+            let st = if deleted {
+                NsState::Gone
+            } else {
+                namespace_state(obj)
+            };
+            self.note_namespace(object::name(obj), rev, st);
+        }
     }
 
     /// Check `apiVersion`/`kind` of a body against the resource and fill them in.
@@ -602,7 +653,31 @@ impl Rest {
                 m.remove("status");
             }
         }
-        res.def.strategy.default(&mut obj);
+        let generated_name = |obj: &Value| {
+            let prefix = object::meta_str(obj, "generateName")
+                .unwrap_or("")
+                .to_string();
+            let base: String = prefix.chars().take(58).collect();
+            format!("{base}{}", generate_suffix())
+        };
+        if generate {
+            let n = generated_name(&obj);
+            object::set_meta(&mut obj, "name", json!(n));
+        }
+        let errors = res.def.strategy.default_and_validate(&mut obj, None);
+        if !errors.is_empty() {
+            return Err(Self::invalid(res, object::name(&obj), errors));
+        }
+        if object::name(&obj).is_empty() {
+            return Err(Self::invalid(
+                res,
+                "",
+                vec![skiff_resources::FieldError::required(
+                    "metadata.name",
+                    "name or generateName is required",
+                )],
+            ));
+        }
         if !opts.applying {
             let schema = self.patch_schema(res);
             crate::managed::track(
@@ -615,32 +690,12 @@ impl Rest {
             );
         }
         for attempt in 0..8 {
-            if generate {
-                let prefix = object::meta_str(&obj, "generateName")
-                    .unwrap_or("")
-                    .to_string();
-                let base: String = prefix.chars().take(58).collect();
-                object::set_meta(
-                    &mut obj,
-                    "name",
-                    json!(format!("{base}{}", generate_suffix())),
-                );
+            if generate && attempt > 0 {
+                // Same prefix and length as the validated name: only the suffix changes.
+                let n = generated_name(&obj);
+                object::set_meta(&mut obj, "name", json!(n));
             }
             let name = object::name(&obj).to_string();
-            let errors = res.def.strategy.validate(&obj, None);
-            if !errors.is_empty() {
-                return Err(Self::invalid(res, &name, errors));
-            }
-            if name.is_empty() {
-                return Err(Self::invalid(
-                    res,
-                    "",
-                    vec![skiff_resources::FieldError::required(
-                        "metadata.name",
-                        "name or generateName is required",
-                    )],
-                ));
-            }
             if opts.dry_run {
                 if self.store.get(&res.key(namespace, &name)).await?.is_some() {
                     return Err(ApiError::already_exists(
@@ -658,6 +713,7 @@ impl Rest {
             let bytes = Self::encode(res, &obj)?;
             match self.store.create(&res.key(namespace, &name), bytes).await {
                 Ok(rev) => {
+                    self.wrote(res, &obj, rev, false);
                     object::set_meta(&mut obj, "resourceVersion", json!(rev.0.to_string()));
                     return Ok(Written {
                         object: obj,
@@ -834,8 +890,13 @@ impl Rest {
             }
         }
         // /finalize may empty spec.finalizers, which defaulting would refill.
-        if subresource != Some("finalize") {
-            res.def.strategy.default(&mut new);
+        let errors = if subresource == Some("finalize") {
+            res.def.strategy.validate(&new, Some(&old))
+        } else {
+            res.def.strategy.default_and_validate(&mut new, Some(&old))
+        };
+        if !errors.is_empty() {
+            return Err(Self::invalid(res, name, errors));
         }
         if tracks_generation(res) && object::spec_part(&new) != object::spec_part(&old) {
             let g = object::meta(&old)
@@ -873,10 +934,6 @@ impl Rest {
                 &res.def.api_version(),
             );
         }
-        let errors = res.def.strategy.validate(&new, Some(&old));
-        if !errors.is_empty() {
-            return Err(Self::invalid(res, name, errors));
-        }
         if managed_equal(&new, &old) {
             // No-op: Kubernetes does not write (and does not bump resourceVersion).
             return Ok(Written {
@@ -899,6 +956,7 @@ impl Rest {
                 .delete(&key, Some(kv.mod_revision))
                 .await
                 .map_err(|e| map_cas(e, res, name))?;
+            self.wrote(res, &new, rev, true);
             object::set_meta(&mut new, "resourceVersion", json!(rev.0.to_string()));
             return Ok(Written {
                 object: new,
@@ -912,6 +970,7 @@ impl Rest {
             .update(&key, bytes, kv.mod_revision)
             .await
             .map_err(|e| map_cas(e, res, name))?;
+        self.wrote(res, &new, rev, false);
         object::set_meta(&mut new, "resourceVersion", json!(rev.0.to_string()));
         Ok(Written {
             object: new,
@@ -982,6 +1041,7 @@ impl Rest {
                 }
                 match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((rev, _)) => {
+                        self.wrote(res, &cur, rev, true);
                         let mut gone = cur;
                         object::set_meta(&mut gone, "resourceVersion", json!(rev.0.to_string()));
                         return Ok(Deleted::Gone(gone));
@@ -1021,6 +1081,7 @@ impl Rest {
             let bytes = Self::encode(res, &next)?;
             match self.store.update(&key, bytes, kv.mod_revision).await {
                 Ok(rev) => {
+                    self.wrote(res, &next, rev, false);
                     object::set_meta(&mut next, "resourceVersion", json!(rev.0.to_string()));
                     return Ok(Deleted::Pending(next));
                 }
@@ -1116,6 +1177,16 @@ fn managed_equal(a: &Value, b: &Value) -> bool {
         v
     };
     strip(a) == strip(b)
+}
+
+fn namespace_state(ns: &Value) -> NsState {
+    let terminating = object::deletion_timestamp(ns).is_some()
+        || ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
+    if terminating {
+        NsState::Terminating
+    } else {
+        NsState::Active
+    }
 }
 
 /// An object marked for deletion whose last finalizer is gone is deleted by the

@@ -32,6 +32,13 @@ pub trait Strategy: Send + Sync {
         Ok((self.normalize(obj)?, unknown))
     }
 
+    /// [`Strategy::default`] then [`Strategy::validate`] of the defaulted object.
+    /// Kinds that can do both on one decoded value override this.
+    fn default_and_validate(&self, obj: &mut Value, old: Option<&Value>) -> Vec<FieldError> {
+        self.default(obj);
+        self.validate(obj, old)
+    }
+
     /// Fill in defaults (as the Kubernetes defaulters do) before validation, on
     /// create and on update. Must be idempotent.
     fn default(&self, _obj: &mut Value) {}

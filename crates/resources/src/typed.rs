@@ -157,6 +157,21 @@ impl<K: BuiltinKind> Strategy for TypedStrategy<K> {
         }
     }
 
+    fn default_and_validate(&self, obj: &mut Value, old: Option<&Value>) -> Vec<FieldError> {
+        let mut typed = match self.decode(obj.clone()) {
+            Ok(t) => t,
+            Err(e) => return vec![FieldError::invalid("", Value::Null, e)],
+        };
+        typed.apply_defaults();
+        if let Ok(v) = serde_json::to_value(&typed) {
+            *obj = v;
+        }
+        let old = old.and_then(|o| self.decode(o.clone()).ok());
+        let mut errs = validate_object_meta(typed.metadata(), K::NAME_RULE);
+        errs.extend(typed.validate_kind(old.as_ref()));
+        errs
+    }
+
     fn validate(&self, obj: &Value, old: Option<&Value>) -> Vec<FieldError> {
         let typed = match self.decode(obj.clone()) {
             Ok(t) => t,
