@@ -543,6 +543,36 @@ impl Rest {
     }
 
     /// Unknown-field handling, then normalisation through the kind's schema.
+    fn decode_error(res: &Resource, m: &str) -> ApiError {
+        ApiError::bad_request(format!(
+            "{} in version \"{}\" cannot be handled as a {}: {m}",
+            res.def.kind, res.def.version, res.def.kind
+        ))
+    }
+
+    /// Unknown fields: 400 under `Strict`, warnings under `Warn`.
+    fn unknown_fields_outcome(
+        unknown: Vec<String>,
+        fv: FieldValidation,
+        warnings: &mut Vec<String>,
+    ) -> ApiResult<()> {
+        if unknown.is_empty() {
+            return Ok(());
+        }
+        let msgs: Vec<String> = unknown
+            .iter()
+            .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
+            .collect();
+        if fv == FieldValidation::Strict {
+            return Err(ApiError::bad_request(format!(
+                "strict decoding error: {}",
+                msgs.join(", ")
+            )));
+        }
+        warnings.extend(msgs);
+        Ok(())
+    }
+
     fn decode_fields(
         res: &Resource,
         obj: Value,
@@ -553,25 +583,8 @@ impl Rest {
             .def
             .strategy
             .normalize_checked(obj, fv != FieldValidation::Ignore)
-            .map_err(|m| {
-                ApiError::bad_request(format!(
-                    "{} in version \"{}\" cannot be handled as a {}: {m}",
-                    res.def.kind, res.def.version, res.def.kind
-                ))
-            })?;
-        if !unknown.is_empty() {
-            let msgs: Vec<String> = unknown
-                .iter()
-                .map(|f| format!("unknown field \"{}\"", f.trim_start_matches('.')))
-                .collect();
-            if fv == FieldValidation::Strict {
-                return Err(ApiError::bad_request(format!(
-                    "strict decoding error: {}",
-                    msgs.join(", ")
-                )));
-            }
-            warnings.extend(msgs);
-        }
+            .map_err(|m| Self::decode_error(res, &m))?;
+        Self::unknown_fields_outcome(unknown, fv, warnings)?;
         Ok(obj)
     }
 
@@ -604,7 +617,13 @@ impl Rest {
         let mut warnings = Vec::new();
         let mut obj = obj;
         Self::check_type_meta(res, &mut obj)?;
-        let mut obj = Self::decode_fields(res, obj, opts.field_validation, &mut warnings)?;
+        // With well-formed identity metadata, decoding happens once, after the
+        // system fields are set (`prepare_create`); otherwise decode first so a
+        // malformed `metadata` is reported rather than repaired.
+        let one_pass = simple_metadata(&obj);
+        if !one_pass {
+            obj = Self::decode_fields(res, obj, opts.field_validation, &mut warnings)?;
+        }
         let namespace = Self::ns_of(res, namespace);
         // Namespace: URL wins; a different one in the body is an error.
         if res.def.namespaced {
@@ -664,7 +683,18 @@ impl Rest {
             let n = generated_name(&obj);
             object::set_meta(&mut obj, "name", json!(n));
         }
-        let errors = res.def.strategy.default_and_validate(&mut obj, None);
+        let errors = if one_pass {
+            let (prepared, unknown, errors) = res
+                .def
+                .strategy
+                .prepare_create(obj, opts.field_validation != FieldValidation::Ignore)
+                .map_err(|m| Self::decode_error(res, &m))?;
+            Self::unknown_fields_outcome(unknown, opts.field_validation, &mut warnings)?;
+            obj = prepared;
+            errors
+        } else {
+            res.def.strategy.default_and_validate(&mut obj, None)
+        };
         if !errors.is_empty() {
             return Err(Self::invalid(res, object::name(&obj), errors));
         }
@@ -1177,6 +1207,24 @@ fn managed_equal(a: &Value, b: &Value) -> bool {
         v
     };
     strip(a) == strip(b)
+}
+
+/// `metadata` is an object whose identity fields, where present, are strings:
+/// the API server may then set its system fields before the kind decodes it.
+fn simple_metadata(obj: &Value) -> bool {
+    match obj.get("metadata") {
+        None => true,
+        Some(Value::Object(m)) => [
+            "name",
+            "generateName",
+            "namespace",
+            "resourceVersion",
+            "uid",
+        ]
+        .iter()
+        .all(|f| m.get(*f).is_none_or(Value::is_string)),
+        Some(_) => false,
+    }
 }
 
 fn namespace_state(ns: &Value) -> NsState {

@@ -32,6 +32,21 @@ pub trait Strategy: Send + Sync {
         Ok((self.normalize(obj)?, unknown))
     }
 
+    /// Everything a create needs in one call: [`Strategy::normalize_checked`], then
+    /// [`Strategy::default_and_validate`] without an old object. Returns the
+    /// object, its unknown fields (when `report_unknown`) and validation errors;
+    /// `Err` as for `normalize`. Kinds that can do it on one decoded value
+    /// override this.
+    fn prepare_create(
+        &self,
+        obj: Value,
+        report_unknown: bool,
+    ) -> Result<(Value, Vec<String>, Vec<FieldError>), String> {
+        let (mut obj, unknown) = self.normalize_checked(obj, report_unknown)?;
+        let errors = self.default_and_validate(&mut obj, None);
+        Ok((obj, unknown, errors))
+    }
+
     /// [`Strategy::default`] then [`Strategy::validate`] of the defaulted object.
     /// Kinds that can do both on one decoded value override this.
     fn default_and_validate(&self, obj: &mut Value, old: Option<&Value>) -> Vec<FieldError> {

@@ -157,6 +157,29 @@ impl<K: BuiltinKind> Strategy for TypedStrategy<K> {
         }
     }
 
+    fn prepare_create(
+        &self,
+        obj: Value,
+        report_unknown: bool,
+    ) -> Result<(Value, Vec<String>, Vec<FieldError>), String> {
+        let mut input = obj;
+        normalize::strip_nulls(&mut input);
+        Self::check_type_meta(&mut input)?;
+        let mut typed = self.decode(input.clone())?;
+        typed.apply_defaults();
+        let out = serde_json::to_value(&typed).map_err(|e| format!("json: {e}"))?;
+        // Defaults only add fields, so what the input has and the defaulted
+        // output lacks is exactly what the schema does not know.
+        let unknown = if report_unknown {
+            unknown_fields::diff(&input, &out)
+        } else {
+            Vec::new()
+        };
+        let mut errs = validate_object_meta(typed.metadata(), K::NAME_RULE);
+        errs.extend(typed.validate_kind(None));
+        Ok((out, unknown, errs))
+    }
+
     fn default_and_validate(&self, obj: &mut Value, old: Option<&Value>) -> Vec<FieldError> {
         let mut typed = match self.decode(obj.clone()) {
             Ok(t) => t,
@@ -224,6 +247,38 @@ mod tests {
     use serde_json::json;
 
     use crate::builtin_resources;
+
+    /// The one-pass create preparation agrees with the step-by-step calls.
+    #[test]
+    fn prepare_create_matches_the_separate_steps() {
+        let defs = builtin_resources();
+        for (plural, obj) in [
+            (
+                "pods",
+                json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "bogus": 1},
+                "spec": {"containers": [{"name": "c", "image": "nginx", "extra": true}]}}),
+            ),
+            (
+                "deployments",
+                json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "d"},
+                "spec": {"replicas": -1, "selector": {"matchLabels": {"a": "b"}},
+                    "template": {"metadata": {"labels": {"a": "c"}}, "spec": {"containers": [{"name": "c", "image": "x"}]}}}}),
+            ),
+            (
+                "configmaps",
+                json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "Bad_Name"}, "data": {"a": "1"}}),
+            ),
+        ] {
+            let d = defs.iter().find(|d| d.plural == plural).unwrap();
+            let (one, unknown_one, errors_one) =
+                d.strategy.prepare_create(obj.clone(), true).unwrap();
+            let (mut two, unknown_two) = d.strategy.normalize_checked(obj, true).unwrap();
+            let errors_two = d.strategy.default_and_validate(&mut two, None);
+            assert_eq!(one, two, "{plural}");
+            assert_eq!(unknown_one, unknown_two, "{plural}");
+            assert_eq!(errors_one, errors_two, "{plural}");
+        }
+    }
 
     /// Every strategy method must be total: no panic on any JSON input.
     #[test]
