@@ -5,6 +5,8 @@ set -euo pipefail
 need_apt=()
 command -v kubectl >/dev/null || echo "warning: kubectl not found on PATH (tests need kubectl v1.32)" >&2
 command -v gcc >/dev/null || need_apt+=(gcc)
+command -v curl >/dev/null || need_apt+=(curl)
+command -v make >/dev/null || need_apt+=(make)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
