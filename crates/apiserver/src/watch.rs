@@ -89,7 +89,9 @@ struct Feed {
     last: Revision,
     deadline: Pin<Box<tokio::time::Sleep>>,
     bookmarks: tokio::time::Interval,
-    shutdown: CancellationToken,
+    /// Created once: a fresh `cancelled()` per event would register and
+    /// unregister a waiter on the shared token for every line of every watch.
+    shutdown: Pin<Box<tokio_util::sync::WaitForCancellationFutureOwned>>,
 }
 
 impl Feed {
@@ -103,7 +105,7 @@ impl Feed {
             let stream = self.stream.as_mut()?;
             tokio::select! {
                 _ = &mut self.deadline => return None,
-                _ = self.shutdown.cancelled() => return None,
+                _ = &mut self.shutdown => return None,
                 _ = self.bookmarks.tick(), if allow_bookmarks => {
                     return Some(self.render.bookmark(self.last, false));
                 }
@@ -207,7 +209,7 @@ pub async fn start(
         last: from,
         deadline: Box::pin(tokio::time::sleep(timeout)),
         bookmarks: tokio::time::interval_at(tokio::time::Instant::now() + period, period),
-        shutdown,
+        shutdown: Box::pin(shutdown.cancelled_owned()),
     };
     Ok(futures::stream::unfold(feed, |mut feed| async move {
         let line = feed.next_line().await?;
