@@ -971,7 +971,6 @@ fn namespace_waits_for_finalizers_of_its_contents() {
 }
 
 #[test]
-#[ignore = "server: ClusterIP allocation for Services not implemented (spec.clusterIP stays empty)"]
 fn service_gets_a_cluster_ip() {
     let s = Server::start();
     s.ok_stdin(

@@ -263,3 +263,79 @@ fn cli_version_and_help() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown store"));
 }
+
+#[test]
+fn cluster_ips_are_unique_validated_and_released() {
+    let s = Server::start();
+    let svc = |name: &str, ip: Option<&str>| {
+        let mut spec = json!({"selector": {"app": name}, "ports": [{"port": 80}]});
+        if let Some(ip) = ip {
+            spec["clusterIP"] = json!(ip);
+        }
+        json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name}, "spec": spec})
+            .to_string()
+    };
+    let mut seen = std::collections::HashSet::new();
+    for i in 0..5 {
+        let name = format!("s{i}");
+        s.ok_stdin(&["create", "-f", "-"], &svc(&name, None));
+        let ip = s.get_json(&["svc", &name])["spec"]["clusterIP"]
+            .as_str()
+            .expect("clusterIP")
+            .to_string();
+        assert!(ip.starts_with("10."), "{ip}");
+        assert!(seen.insert(ip.clone()), "{ip} handed out twice");
+    }
+    // An explicit address already in use is rejected, naming the field.
+    let taken = s.get_json(&["svc", "s0"])["spec"]["clusterIP"]
+        .as_str()
+        .expect("ip")
+        .to_string();
+    let (code, body) = s.curl(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some("application/json"),
+        Some(svc("dup", Some(&taken)).as_bytes()),
+    );
+    let st: Value = serde_json::from_str(&body).expect("Status");
+    assert_eq!(code, 422, "{st}");
+    assert_eq!(
+        st["details"]["causes"][0]["field"], "spec.clusterIPs",
+        "{st}"
+    );
+    assert!(
+        st["message"]
+            .as_str()
+            .unwrap_or("")
+            .contains("provided IP is already allocated"),
+        "{st}"
+    );
+    // Outside the service CIDR.
+    let (code, _) = s.curl(
+        "POST",
+        "/api/v1/namespaces/default/services",
+        Some("application/json"),
+        Some(svc("far", Some("192.168.0.10")).as_bytes()),
+    );
+    assert_eq!(code, 422);
+    // Headless services get none.
+    s.ok_stdin(&["create", "-f", "-"], &svc("headless", Some("None")));
+    assert_eq!(
+        s.get_json(&["svc", "headless"])["spec"]["clusterIP"],
+        "None"
+    );
+    // Deleting a Service gives its address back.
+    s.ok(&["delete", "svc", "s0"]);
+    s.ok_stdin(&["create", "-f", "-"], &svc("again", Some(&taken)));
+    assert_eq!(
+        s.get_json(&["svc", "again"])["spec"]["clusterIP"],
+        taken.as_str()
+    );
+    // The kubernetes Service keeps 10.96.0.1 across a restart.
+    let mut s = s;
+    s.restart();
+    assert_eq!(
+        s.get_json(&["-n", "default", "svc", "kubernetes"])["spec"]["clusterIP"],
+        "10.96.0.1"
+    );
+}

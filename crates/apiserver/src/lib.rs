@@ -12,6 +12,7 @@
 pub mod auth;
 mod body_limit;
 mod bootstrap;
+mod cluster_ip;
 mod content;
 mod crds;
 mod discovery;

@@ -485,6 +485,13 @@ impl Rest {
         Ok(())
     }
 
+    /// Free what a deleted object held outside itself (a Service's cluster IP).
+    async fn released(&self, res: &Resource, obj: &Value) {
+        if is_core(res, "services") {
+            crate::cluster_ip::release(self.store.as_ref(), obj).await;
+        }
+    }
+
     /// Record a namespace's state as of `rev` (older news is ignored).
     fn note_namespace(&self, name: &str, rev: Revision, state: NsState) {
         if let Ok(mut m) = self.namespaces.write() {
@@ -740,8 +747,14 @@ impl Rest {
                     created: true,
                 });
             }
+            let fresh_ip = is_core(res, "services")
+                && crate::cluster_ip::allocate(self.store.as_ref(), &mut obj).await?;
             let bytes = Self::encode(res, &obj)?;
-            match self.store.create(&res.key(namespace, &name), bytes).await {
+            let result = self.store.create(&res.key(namespace, &name), bytes).await;
+            if fresh_ip && result.is_err() {
+                crate::cluster_ip::release(self.store.as_ref(), &obj).await;
+            }
+            match result {
                 Ok(rev) => {
                     self.wrote(res, &obj, rev, false);
                     object::set_meta(&mut obj, "resourceVersion", json!(rev.0.to_string()));
@@ -919,6 +932,9 @@ impl Rest {
                 _ => {}
             }
         }
+        if is_core(res, "services") {
+            crate::cluster_ip::keep_on_update(&old, &mut new);
+        }
         // /finalize may empty spec.finalizers, which defaulting would refill.
         let errors = if subresource == Some("finalize") {
             res.def.strategy.validate(&new, Some(&old))
@@ -987,6 +1003,7 @@ impl Rest {
                 .await
                 .map_err(|e| map_cas(e, res, name))?;
             self.wrote(res, &new, rev, true);
+            self.released(res, &new).await;
             object::set_meta(&mut new, "resourceVersion", json!(rev.0.to_string()));
             return Ok(Written {
                 object: new,
@@ -1072,6 +1089,7 @@ impl Rest {
                 match self.store.delete(&key, Some(kv.mod_revision)).await {
                     Ok((rev, _)) => {
                         self.wrote(res, &cur, rev, true);
+                        self.released(res, &cur).await;
                         let mut gone = cur;
                         object::set_meta(&mut gone, "resourceVersion", json!(rev.0.to_string()));
                         return Ok(Deleted::Gone(gone));
@@ -1225,6 +1243,10 @@ fn simple_metadata(obj: &Value) -> bool {
         .all(|f| m.get(*f).is_none_or(Value::is_string)),
         Some(_) => false,
     }
+}
+
+fn is_core(res: &Resource, plural: &str) -> bool {
+    res.def.group.is_empty() && res.def.plural == plural
 }
 
 fn namespace_state(ns: &Value) -> NsState {
