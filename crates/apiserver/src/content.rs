@@ -67,9 +67,6 @@ pub fn content_type(headers: &HeaderMap) -> String {
 
 /// Decode a JSON, YAML or Kubernetes protobuf body into a JSON value.
 pub fn decode_body(media: &str, body: &[u8]) -> Result<Value, ApiError> {
-    if body.len() > MAX_BODY {
-        return Err(ApiError::TooLarge { limit: MAX_BODY });
-    }
     match media {
         "application/json" | "" | "application/merge-patch+json" | "application/strategic-merge-patch+json"
         | "application/json-patch+json" => serde_json::from_slice(body).map_err(|e| {

@@ -54,9 +54,8 @@ fn publish(rest: &Rest, crds: &[Value]) {
         for v in versions {
             // A CRD may not shadow a built-in resource.
             let clash = snap
-                .all()
-                .iter()
-                .any(|r| !r.custom && r.def.group == v.def.group && r.def.plural == v.def.plural);
+                .stored(&v.def.group, &v.def.plural)
+                .is_some_and(|r| !r.custom);
             if clash {
                 tracing::warn!(
                     crd = object::name(crd),

@@ -62,7 +62,7 @@ fn subresources(r: &Resource) -> Vec<Subresource> {
             vec!["get", "patch", "update"],
         ));
     }
-    if r.def.group.is_empty() && r.def.plural == "namespaces" {
+    if r.is_core("namespaces") {
         out.push(("finalize".to_string(), own, vec!["update"]));
     }
     out

@@ -414,7 +414,7 @@ async fn resource(
             let obj = content::decode_body(&media, &bytes)?;
             let opts = WriteOptions::from_query(&q)?;
             let w = rest.create(&res, ns.as_deref(), obj, &opts).await?;
-            Ok(written(&res, w, StatusCode::CREATED, output))
+            Ok(written(w, StatusCode::CREATED, output))
         }
         Verb::Update => {
             let name = name.unwrap_or_default();
@@ -425,7 +425,7 @@ async fn resource(
             let w = rest
                 .update(&res, ns.as_deref(), &name, obj, None, &opts)
                 .await?;
-            Ok(written(&res, w, StatusCode::OK, output))
+            Ok(written(w, StatusCode::OK, output))
         }
         Verb::Patch => {
             let name = name.unwrap_or_default();
@@ -445,7 +445,7 @@ async fn resource(
             } else {
                 StatusCode::OK
             };
-            Ok(written(&res, w, code, output))
+            Ok(written(w, code, output))
         }
         Verb::Delete => {
             let name = name.unwrap_or_default();
@@ -488,12 +488,11 @@ async fn delete_options(headers: &HeaderMap, q: &Query, body: Body) -> ApiResult
     DeleteOptions::parse(body_v.as_ref(), q)
 }
 
-fn written(res: &Resource, w: Written, code: StatusCode, output: Output) -> Response {
+fn written(w: Written, code: StatusCode, output: Output) -> Response {
     let body = match output {
         Output::PartialMetadata => table::partial_metadata(&w.object),
         _ => w.object,
     };
-    let _ = res; // the resource is kept in the signature for future per-kind replies
     with_warnings(json_response(code, &body, "application/json"), &w.warnings)
 }
 
@@ -535,37 +534,28 @@ async fn subresource(
 ) -> ApiResult<Response> {
     let ns = r.namespace.as_deref();
     let rest = state.rest.clone();
-    let is_ns_finalize =
-        res.def.group.is_empty() && res.def.plural == "namespaces" && sub == "finalize";
+    let is_ns_finalize = res.is_core("namespaces") && sub == "finalize";
     match sub {
+        "status" | "finalize"
+            if *method == Method::PUT
+                && (res.def.has_status && sub == "status" || is_ns_finalize) =>
+        {
+            let bytes = read_body(body).await?;
+            let obj = content::decode_body(&content::content_type(headers), &bytes)?;
+            let opts = WriteOptions::from_query(q)?;
+            let w = rest.update(&res, ns, name, obj, Some(sub), &opts).await?;
+            Ok(written(w, StatusCode::OK, output))
+        }
         "status" if res.def.has_status => match *method {
             Method::GET => Ok(ok_json(&rest.get(&res, ns, name).await?)),
-            Method::PUT => {
-                let bytes = read_body(body).await?;
-                let obj = content::decode_body(&content::content_type(headers), &bytes)?;
-                let opts = WriteOptions::from_query(q)?;
-                let w = rest
-                    .update(&res, ns, name, obj, Some("status"), &opts)
-                    .await?;
-                Ok(written(&res, w, StatusCode::OK, output))
-            }
             Method::PATCH => {
                 let w = do_patch(&state, &res, ns, name, Some("status"), headers, q, body).await?;
-                Ok(written(&res, w, StatusCode::OK, output))
+                Ok(written(w, StatusCode::OK, output))
             }
             _ => Err(ApiError::MethodNotAllowed {
                 message: "method not allowed on status".into(),
             }),
         },
-        "finalize" if is_ns_finalize && *method == Method::PUT => {
-            let bytes = read_body(body).await?;
-            let obj = content::decode_body(&content::content_type(headers), &bytes)?;
-            let opts = WriteOptions::from_query(q)?;
-            let w = rest
-                .update(&res, ns, name, obj, Some("finalize"), &opts)
-                .await?;
-            Ok(written(&res, w, StatusCode::OK, output))
-        }
         "scale" if res.def.scale.is_some() => {
             crate::scale::handle(&state, &res, ns, name, method, headers, q, body).await
         }

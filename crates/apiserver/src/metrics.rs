@@ -106,11 +106,6 @@ impl Metrics {
         self
     }
 
-    /// Register extra collectors (e.g. store statement metrics) under a prefix.
-    pub fn with_registry<R>(&self, f: impl FnOnce(&mut Registry) -> R) -> Option<R> {
-        self.registry.lock().ok().map(|mut r| f(&mut r))
-    }
-
     pub fn watch_started(&self, resource: &str) {
         self.watches_started
             .get_or_create(&ResourceLabel {

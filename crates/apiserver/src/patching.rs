@@ -138,8 +138,7 @@ impl Rest {
                     object::name(&patched)
                 )));
             }
-            let patched =
-                Rest::decode_fields_pub(res, patched, opts.field_validation, &mut warnings)?;
+            let patched = Rest::decode_fields(res, patched, opts.field_validation, &mut warnings)?;
             match self
                 .write_update(res, ns, name, &kv, old, patched, subresource, &opts)
                 .await

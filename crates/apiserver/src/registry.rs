@@ -21,6 +21,11 @@ pub struct Resource {
 }
 
 impl Resource {
+    /// Is this the core (`""` group) resource `plural`?
+    pub fn is_core(&self, plural: &str) -> bool {
+        self.def.group.is_empty() && self.def.plural == plural
+    }
+
     /// The store key prefix of the collection: `/registry/<group>/<plural>/`.
     pub fn collection_prefix(&self) -> String {
         let group = if self.def.group.is_empty() {
@@ -63,6 +68,17 @@ impl Snapshot {
             .get(&(group.to_string(), version.to_string(), plural.to_string()))
             .cloned()
     }
+    /// The resource `group`/`plural` at its storage version (how the store keys it).
+    pub fn stored(&self, group: &str, plural: &str) -> Option<Arc<Resource>> {
+        let versions = self.groups.get(group)?;
+        versions.iter().find_map(|v| {
+            self.by_gvr
+                .get(&(group.to_string(), v.clone(), plural.to_string()))
+                .filter(|r| r.def.version == r.storage_version)
+                .cloned()
+        })
+    }
+
     /// Find by group + kind at any version (storage version preferred).
     pub fn by_kind(&self, group: &str, kind: &str) -> Option<Arc<Resource>> {
         let versions = self.groups.get(group)?;

@@ -487,7 +487,7 @@ impl Rest {
 
     /// Free what a deleted object held outside itself (a Service's cluster IP).
     async fn released(&self, res: &Resource, obj: &Value) {
-        if is_core(res, "services") {
+        if res.is_core("services") {
             crate::cluster_ip::release(self.store.as_ref(), obj).await;
         }
     }
@@ -505,7 +505,7 @@ impl Rest {
     /// After a successful write of `obj` at `rev` (or its deletion), keep the
     /// namespace cache exact for this process's own writes.
     fn wrote(&self, res: &Resource, obj: &Value, rev: Revision, deleted: bool) {
-        if res.def.group.is_empty() && res.def.plural == "namespaces" {
+        if res.is_core("namespaces") {
             let st = if deleted {
                 NsState::Gone
             } else {
@@ -580,7 +580,7 @@ impl Rest {
         Ok(())
     }
 
-    fn decode_fields(
+    pub(crate) fn decode_fields(
         res: &Resource,
         obj: Value,
         fv: FieldValidation,
@@ -593,15 +593,6 @@ impl Rest {
             .map_err(|m| Self::decode_error(res, &m))?;
         Self::unknown_fields_outcome(unknown, fv, warnings)?;
         Ok(obj)
-    }
-
-    pub(crate) fn decode_fields_pub(
-        res: &Resource,
-        obj: Value,
-        fv: FieldValidation,
-        warnings: &mut Vec<String>,
-    ) -> ApiResult<Value> {
-        Self::decode_fields(res, obj, fv, warnings)
     }
 
     fn invalid(res: &Resource, name: &str, errors: Vec<skiff_resources::FieldError>) -> ApiError {
@@ -747,7 +738,7 @@ impl Rest {
                     created: true,
                 });
             }
-            let fresh_ip = is_core(res, "services")
+            let fresh_ip = res.is_core("services")
                 && crate::cluster_ip::allocate(self.store.as_ref(), &mut obj).await?;
             let bytes = Self::encode(res, &obj)?;
             let result = self.store.create(&res.key(namespace, &name), bytes).await;
@@ -916,7 +907,7 @@ impl Rest {
                 json!(kv.mod_revision.0.to_string()),
             );
         }
-        let is_namespace = res.def.group.is_empty() && res.def.plural == "namespaces";
+        let is_namespace = res.is_core("namespaces");
         if is_namespace && subresource.is_none() {
             // A namespace's spec.finalizers change only through /finalize.
             match (
@@ -932,7 +923,7 @@ impl Rest {
                 _ => {}
             }
         }
-        if is_core(res, "services") {
+        if res.is_core("services") {
             crate::cluster_ip::keep_on_update(&old, &mut new);
         }
         // /finalize may empty spec.finalizers, which defaulting would refill.
@@ -1079,7 +1070,7 @@ impl Rest {
                 }
                 _ => {}
             }
-            let is_namespace = res.def.group.is_empty() && res.def.plural == "namespaces";
+            let is_namespace = res.is_core("namespaces");
             let graceful = graceful_seconds(res, &cur, opts.grace_period_seconds);
             let pending = !fins.is_empty() || is_namespace || graceful.is_some();
             if !pending {
@@ -1245,10 +1236,6 @@ fn simple_metadata(obj: &Value) -> bool {
     }
 }
 
-fn is_core(res: &Resource, plural: &str) -> bool {
-    res.def.group.is_empty() && res.def.plural == plural
-}
-
 fn namespace_state(ns: &Value) -> NsState {
     let terminating = object::deletion_timestamp(ns).is_some()
         || ns.pointer("/status/phase").and_then(Value::as_str) == Some("Terminating");
@@ -1265,7 +1252,7 @@ fn finalizable_now(res: &Resource, obj: &Value) -> bool {
     if object::deletion_timestamp(obj).is_none() || !object::finalizers(obj).is_empty() {
         return false;
     }
-    if res.def.group.is_empty() && res.def.plural == "namespaces" {
+    if res.is_core("namespaces") {
         let spec_fins = obj
             .pointer("/spec/finalizers")
             .and_then(Value::as_array)
@@ -1273,7 +1260,7 @@ fn finalizable_now(res: &Resource, obj: &Value) -> bool {
             .unwrap_or(0);
         return spec_fins == 0;
     }
-    if res.def.group.is_empty() && res.def.plural == "pods" {
+    if res.is_core("pods") {
         // Graceful pod deletion ends with the node's delete (grace 0), not here.
         return object::meta(obj)
             .and_then(|m| m.get("deletionGracePeriodSeconds"))
@@ -1287,7 +1274,7 @@ fn finalizable_now(res: &Resource, obj: &Value) -> bool {
 /// Pods bound to a node and still running get graceful termination: the node
 /// agent finishes the delete once the containers have stopped.
 fn graceful_seconds(res: &Resource, pod: &Value, requested: Option<i64>) -> Option<i64> {
-    if !(res.def.group.is_empty() && res.def.plural == "pods") {
+    if !res.is_core("pods") {
         return None;
     }
     let bound = pod

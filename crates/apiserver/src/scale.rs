@@ -25,34 +25,6 @@ fn pointer(path: &str) -> String {
         })
 }
 
-/// A label selector object rendered as the string form (`app=web,tier in (a,b)`).
-pub fn selector_string(sel: &Value) -> String {
-    let mut parts = Vec::new();
-    if let Some(ml) = sel.get("matchLabels").and_then(Value::as_object) {
-        for (k, v) in ml {
-            parts.push(format!("{k}={}", v.as_str().unwrap_or("")));
-        }
-    }
-    if let Some(exprs) = sel.get("matchExpressions").and_then(Value::as_array) {
-        for e in exprs {
-            let key = e.get("key").and_then(Value::as_str).unwrap_or("");
-            let vals: Vec<&str> = e
-                .get("values")
-                .and_then(Value::as_array)
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            match e.get("operator").and_then(Value::as_str).unwrap_or("") {
-                "In" => parts.push(format!("{key} in ({})", vals.join(","))),
-                "NotIn" => parts.push(format!("{key} notin ({})", vals.join(","))),
-                "Exists" => parts.push(key.to_string()),
-                "DoesNotExist" => parts.push(format!("!{key}")),
-                _ => {}
-            }
-        }
-    }
-    parts.join(",")
-}
-
 fn to_scale(res: &Resource, spec: &ScaleSubresource, obj: &Value) -> Value {
     let replicas = obj
         .pointer(&pointer(&spec.spec_replicas_path))
@@ -69,7 +41,7 @@ fn to_scale(res: &Resource, spec: &ScaleSubresource, obj: &Value) -> Value {
             .and_then(Value::as_str)
             .map(str::to_string)
     } else {
-        obj.pointer("/spec/selector").map(selector_string)
+        skiff_resources::scale_selector(obj)
     };
     let m = object::meta(obj).cloned().unwrap_or_default();
     let mut meta = json!({});

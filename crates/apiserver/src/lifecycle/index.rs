@@ -88,9 +88,7 @@ fn locate(snap: &Snapshot, key: &str) -> Option<(Arc<Resource>, Option<String>, 
     let plural = parts.next()?;
     let tail = parts.next()?;
     let group = if group == "core" { "" } else { group };
-    let res = snap.all().into_iter().find(|r| {
-        r.def.group == group && r.def.plural == plural && r.def.version == r.storage_version
-    })?;
+    let res = snap.stored(group, plural)?;
     if res.def.namespaced {
         let (ns, name) = tail.split_once('/')?;
         Some((res, Some(ns.to_string()), name.to_string()))
@@ -128,7 +126,7 @@ impl Index {
         let (res, namespace, name) = locate(snap, &kv.key)?;
         // Only the metadata (and a namespace's spec.finalizers) matter here; the
         // rest of the object is skipped without being built.
-        let is_namespace = res.def.group.is_empty() && res.def.plural == "namespaces";
+        let is_namespace = res.is_core("namespaces");
         let head: Head = if is_namespace {
             serde_json::from_slice(&kv.value).ok()?
         } else {

@@ -24,7 +24,6 @@ use tokio_util::task::TaskTracker;
 use crate::error::{ApiError, ApiResult};
 use crate::object;
 use crate::query::{ListParams, WriteOptions};
-use crate::registry::Resource;
 use crate::rest::{DeleteOptions, Propagation, Rest};
 use index::{Index, Node};
 
@@ -347,9 +346,4 @@ async fn remove_finalizer(rest: &Rest, node: &Node, finalizer: &str) -> ApiResul
         object::set_finalizers(obj, fins);
     })
     .await
-}
-
-#[allow(dead_code)]
-fn resource_of(node: &Node) -> &Arc<Resource> {
-    &node.res
 }
