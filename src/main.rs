@@ -47,6 +47,13 @@ struct ServerArgs {
     /// How long watch history is kept before compaction (seconds).
     #[arg(long, env = "SKIFF_HISTORY_SECONDS", default_value_t = 300)]
     history_seconds: u64,
+    /// Register this many fake nodes (kwok-style: pods bound to them go
+    /// Running without processes), for controller tests and scale benchmarks.
+    #[arg(long, env = "SKIFF_FAKE_NODES", default_value_t = 0)]
+    fake_nodes: usize,
+    /// Do not run the controllers (API server only).
+    #[arg(long, env = "SKIFF_NO_CONTROLLERS")]
+    no_controllers: bool,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -112,6 +119,30 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     eprintln!("kubeconfig: {}", running.kubeconfig_path.display());
     eprintln!("  export KUBECONFIG={}", running.kubeconfig_path.display());
 
+    let client = skiff_client::in_process(running.router.clone(), &running.internal_token)?;
+    let metrics: Arc<dyn skiff_client::metrics::PodMetricsSource> = if args.fake_nodes > 0 {
+        skiff_node::start_fake_nodes(client.clone(), args.fake_nodes, shutdown.clone()).await?
+    } else {
+        Arc::new(skiff_client::metrics::NoMetrics)
+    };
+    let controllers = if args.no_controllers {
+        None
+    } else {
+        let ctx = skiff_controllers::Context::new(client.clone(), metrics);
+        let elector = skiff_client::leader::LeaderElector::new(
+            client.clone(),
+            skiff_client::leader::LeaderConfig::new("skiff-controller-manager"),
+        );
+        tracing::info!(
+            identity = elector.identity(),
+            "campaigning for the controller-manager lease"
+        );
+        let stop = shutdown.clone();
+        Some(tokio::spawn(elector.run(stop, move |leading| {
+            skiff_controllers::run(ctx.clone(), leading)
+        })))
+    };
+
     let compactor = tokio::spawn(compact_loop(
         store.clone(),
         Duration::from_secs(args.history_seconds.max(10)),
@@ -121,6 +152,9 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     wait_for_signal().await;
     tracing::info!("shutting down");
     shutdown.cancel();
+    if let Some(c) = controllers {
+        let _ = tokio::time::timeout(Duration::from_secs(5), c).await; // releases the lease
+    }
     let _ = tokio::time::timeout(Duration::from_secs(10), running.wait()).await; // bounded drain
     let _ = compactor.await; // the loop ends on the token
     drop(running);

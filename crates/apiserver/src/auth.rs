@@ -27,6 +27,14 @@ impl UserInfo {
             groups: vec!["system:masters".into(), "system:authenticated".into()],
         }
     }
+    /// The controllers and node agents running inside the server process.
+    pub fn controller_manager() -> Self {
+        UserInfo {
+            username: "system:skiff-controller-manager".into(),
+            uid: "system:skiff-controller-manager".into(),
+            groups: vec!["system:masters".into(), "system:authenticated".into()],
+        }
+    }
     pub fn anonymous() -> Self {
         UserInfo {
             username: "system:anonymous".into(),

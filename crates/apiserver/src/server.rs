@@ -56,6 +56,12 @@ pub struct RunningServer {
     pub local_addr: SocketAddr,
     pub kubeconfig_path: PathBuf,
     pub state: Arc<ApiState>,
+    /// The full router (every layer, authentication included) for clients in
+    /// this process: controllers and node agents call it without a socket.
+    pub router: Router,
+    /// A per-process token naming the in-process components
+    /// (`system:skiff-controller-manager`); never written to disk.
+    pub internal_token: String,
     tasks: TaskTracker,
 }
 
@@ -196,8 +202,16 @@ pub async fn start(
         },
     )?;
 
-    let auth = Arc::new(Authenticator::default().with_token(token, UserInfo::admin()));
+    let internal_token: String = (0..48)
+        .map(|_| format!("{:x}", rand::random::<u8>() & 0xf))
+        .collect();
+    let auth = Arc::new(
+        Authenticator::default()
+            .with_token(token, UserInfo::admin())
+            .with_token(internal_token.clone(), UserInfo::controller_manager()),
+    );
     let router = app(state.clone(), auth);
+    let app_router = router.clone();
     let tasks = TaskTracker::new();
     crate::crds::spawn_controller(rest.clone(), shutdown.clone(), &tasks);
     crate::lifecycle::spawn(rest.clone(), shutdown.clone(), &tasks);
@@ -257,6 +271,8 @@ pub async fn start(
         local_addr,
         kubeconfig_path,
         state,
+        router: app_router,
+        internal_token,
         tasks,
     })
 }

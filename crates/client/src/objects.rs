@@ -1,0 +1,104 @@
+//! Small helpers over typed objects: owner references, selectors, pod state.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
+use k8s_openapi::jiff::{SignedDuration, Timestamp};
+use kube::core::{Selector, SelectorExt};
+use kube::{Resource, ResourceExt};
+
+/// A controller owner reference to `owner` (controller and blockOwnerDeletion set).
+pub fn controller_ref<K: Resource<DynamicType = ()>>(owner: &K) -> OwnerReference {
+    OwnerReference {
+        api_version: K::api_version(&()).into_owned(),
+        kind: K::kind(&()).into_owned(),
+        name: owner.name_any(),
+        uid: owner.uid().unwrap_or_default(),
+        controller: Some(true),
+        block_owner_deletion: Some(true),
+    }
+}
+
+/// The owner reference marked `controller: true`, if any.
+pub fn controller_of(meta: &ObjectMeta) -> Option<&OwnerReference> {
+    meta.owner_references
+        .as_ref()?
+        .iter()
+        .find(|r| r.controller == Some(true))
+}
+
+/// Whether `meta` is controlled by the object with `uid`.
+pub fn is_controlled_by(meta: &ObjectMeta, uid: &str) -> bool {
+    controller_of(meta).is_some_and(|r| r.uid == uid)
+}
+
+/// Whether `selector` selects `labels`. An unparsable selector selects nothing.
+pub fn selects(selector: &LabelSelector, labels: &BTreeMap<String, String>) -> bool {
+    match Selector::try_from(selector.clone()) {
+        Ok(s) => s.matches(labels),
+        Err(_) => false,
+    }
+}
+
+/// The label-selector query string for `selector` (`a=b,c in (d)`), or `None`
+/// if it cannot be expressed.
+pub fn selector_string(selector: &LabelSelector) -> Option<String> {
+    Selector::try_from(selector.clone())
+        .ok()
+        .map(|s| s.to_string())
+}
+
+/// `namespace/name` of an object.
+pub fn key<K: Resource>(obj: &K) -> String {
+    format!("{}/{}", obj.namespace().unwrap_or_default(), obj.name_any())
+}
+
+/// Whether the pod has finished (Succeeded or Failed).
+pub fn pod_terminal(pod: &Pod) -> bool {
+    matches!(
+        pod.status.as_ref().and_then(|s| s.phase.as_deref()),
+        Some("Succeeded") | Some("Failed")
+    )
+}
+
+/// Active in the controllers' sense: not finished and not being deleted.
+pub fn pod_active(pod: &Pod) -> bool {
+    !pod_terminal(pod) && pod.metadata.deletion_timestamp.is_none()
+}
+
+/// When the pod's Ready condition last became True, if it is True now.
+pub fn pod_ready_since(pod: &Pod) -> Option<Timestamp> {
+    let cond = pod
+        .status
+        .as_ref()?
+        .conditions
+        .as_ref()?
+        .iter()
+        .find(|c| c.type_ == "Ready")?;
+    if cond.status != "True" {
+        return None;
+    }
+    Some(
+        cond.last_transition_time
+            .as_ref()
+            .map(|t| t.0)
+            .unwrap_or(Timestamp::MIN),
+    )
+}
+
+/// Whether the pod's Ready condition is True.
+pub fn pod_ready(pod: &Pod) -> bool {
+    pod_ready_since(pod).is_some()
+}
+
+/// Ready for at least `min_ready_seconds` at `now` (upstream's IsPodAvailable).
+pub fn pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool {
+    match pod_ready_since(pod) {
+        None => false,
+        Some(_) if min_ready_seconds <= 0 => true,
+        Some(since) => since
+            .saturating_add(SignedDuration::from_secs(i64::from(min_ready_seconds)))
+            .is_ok_and(|t| t <= now),
+    }
+}

@@ -1,0 +1,26 @@
+//! The controllers. Each one is a level-triggered, idempotent reconcile
+//! function driven by kube-runtime's `Controller` (watch-fed caches that relist
+//! on 410, a work queue that de-duplicates keys), with per-key exponential
+//! backoff on errors ([`runtime::Backoff`]) and Events through
+//! [`skiff_client::events::Recorder`]. [`run`] starts them all; the binary runs
+//! it only while it holds the controller-manager Lease.
+
+pub mod runtime;
+
+use std::sync::Arc;
+
+use tokio_util::sync::CancellationToken;
+
+pub use runtime::{Context, Error};
+
+/// Run every controller until `shutdown` is cancelled.
+pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
+        // Each controller module adds itself here: tokio::spawn(x::run(ctx.clone(), shutdown.clone())),
+    ];
+    let _ = &ctx;
+    shutdown.cancelled().await;
+    for t in tasks {
+        let _ = t.await; // each returns once the token is cancelled
+    }
+}

@@ -1,0 +1,94 @@
+//! What every controller shares: the context, the error type, per-key backoff.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use kube::runtime::controller::Action;
+use kube::Client;
+use skiff_client::events::Recorder;
+use skiff_client::metrics::PodMetricsSource;
+
+/// Errors a reconcile can end with; all of them are retried with backoff.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Kube(#[from] kube::Error),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// Shared by every controller.
+pub struct Context {
+    pub client: Client,
+    /// Where the autoscaler reads pod CPU and memory usage.
+    pub metrics: Arc<dyn PodMetricsSource>,
+}
+
+impl Context {
+    pub fn new(client: Client, metrics: Arc<dyn PodMetricsSource>) -> Arc<Self> {
+        Arc::new(Context { client, metrics })
+    }
+
+    /// An event recorder for `component` (e.g. `deployment-controller`).
+    pub fn recorder(&self, component: &str) -> Recorder {
+        Recorder::new(self.client.clone(), component, None)
+    }
+}
+
+/// Per-key exponential backoff, as client-go's default controller rate
+/// limiter: 5 ms doubling per consecutive failure, capped at 1000 s (here 5 min);
+/// a success resets the key.
+#[derive(Default)]
+pub struct Backoff {
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl Backoff {
+    const BASE: Duration = Duration::from_millis(5);
+    const MAX: Duration = Duration::from_secs(300);
+
+    /// The delay before retrying `key` after one more failure.
+    pub fn next(&self, key: &str) -> Duration {
+        let mut m = match self.failures.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        let n = m.entry(key.to_string()).or_insert(0);
+        *n = n.saturating_add(1);
+        let exp = (*n - 1).min(31);
+        Self::BASE.saturating_mul(1u32 << exp).min(Self::MAX)
+    }
+
+    /// `key` reconciled fine: forget its failures.
+    pub fn reset(&self, key: &str) {
+        if let Ok(mut m) = self.failures.lock() {
+            m.remove(key);
+        }
+    }
+
+    /// The error policy's answer for `key`.
+    pub fn requeue(&self, key: &str) -> Action {
+        Action::requeue(self.next(key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_and_resets() {
+        let b = Backoff::default();
+        assert_eq!(b.next("a"), Duration::from_millis(5));
+        assert_eq!(b.next("a"), Duration::from_millis(10));
+        assert_eq!(b.next("a"), Duration::from_millis(20));
+        assert_eq!(b.next("b"), Duration::from_millis(5));
+        b.reset("a");
+        assert_eq!(b.next("a"), Duration::from_millis(5));
+        for _ in 0..40 {
+            b.next("c");
+        }
+        assert_eq!(b.next("c"), Backoff::MAX);
+    }
+}
