@@ -51,6 +51,12 @@ struct ServerArgs {
     /// Running without processes), for controller tests and scale benchmarks.
     #[arg(long, env = "SKIFF_FAKE_NODES", default_value_t = 0)]
     fake_nodes: usize,
+    /// Seconds a node may miss heartbeats before it is marked NotReady.
+    #[arg(long, env = "SKIFF_NODE_MONITOR_GRACE_SECONDS", default_value_t = 40)]
+    node_monitor_grace_seconds: u64,
+    /// Seconds between HorizontalPodAutoscaler evaluations.
+    #[arg(long, env = "SKIFF_HPA_SYNC_SECONDS", default_value_t = 15)]
+    hpa_sync_seconds: u64,
     /// Do not run the controllers (API server only).
     #[arg(long, env = "SKIFF_NO_CONTROLLERS")]
     no_controllers: bool,
@@ -128,7 +134,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let controllers = if args.no_controllers {
         None
     } else {
-        let ctx = skiff_controllers::Context::new(client.clone(), metrics);
+        let settings = skiff_controllers::Settings {
+            node_monitor_grace: Duration::from_secs(args.node_monitor_grace_seconds.max(1)),
+            hpa_sync_period: Duration::from_secs(args.hpa_sync_seconds.max(1)),
+        };
+        let ctx = skiff_controllers::Context::new(client.clone(), metrics, settings);
         let elector = skiff_client::leader::LeaderElector::new(
             client.clone(),
             skiff_client::leader::LeaderConfig::new("skiff-controller-manager"),

@@ -18,16 +18,45 @@ pub enum Error {
     Invalid(String),
 }
 
+/// Tunables (upstream's kube-controller-manager flags); the binary sets them.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// How long a node may go without renewing its Lease before it is NotReady
+    /// (`--node-monitor-grace-period`, 40 s upstream).
+    pub node_monitor_grace: Duration,
+    /// How often each HorizontalPodAutoscaler is evaluated
+    /// (`--horizontal-pod-autoscaler-sync-period`, 15 s upstream).
+    pub hpa_sync_period: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            node_monitor_grace: Duration::from_secs(40),
+            hpa_sync_period: Duration::from_secs(15),
+        }
+    }
+}
+
 /// Shared by every controller.
 pub struct Context {
     pub client: Client,
     /// Where the autoscaler reads pod CPU and memory usage.
     pub metrics: Arc<dyn PodMetricsSource>,
+    pub settings: Settings,
 }
 
 impl Context {
-    pub fn new(client: Client, metrics: Arc<dyn PodMetricsSource>) -> Arc<Self> {
-        Arc::new(Context { client, metrics })
+    pub fn new(
+        client: Client,
+        metrics: Arc<dyn PodMetricsSource>,
+        settings: Settings,
+    ) -> Arc<Self> {
+        Arc::new(Context {
+            client,
+            metrics,
+            settings,
+        })
     }
 
     /// An event recorder for `component` (e.g. `deployment-controller`).
