@@ -10,6 +10,7 @@
 //!   has not yet seen in its cache (so a lagging cache does not cause duplicates).
 //! - [`objects`]: owner references, pod readiness and similar helpers.
 
+pub mod cache;
 pub mod events;
 pub mod expectations;
 pub mod leader;

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::api::core::v1::{Pod, PodTemplateSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta, OwnerReference};
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
 use kube::core::{Selector, SelectorExt};
@@ -101,4 +101,41 @@ pub fn pod_available(pod: &Pod, min_ready_seconds: i32, now: Timestamp) -> bool 
             .saturating_add(SignedDuration::from_secs(i64::from(min_ready_seconds)))
             .is_ok_and(|t| t <= now),
     }
+}
+
+/// A pod made from `template` for a controller: labels, annotations and spec
+/// from the template, `generateName` (or `name`), the controller reference.
+pub fn pod_from_template(
+    template: &PodTemplateSpec,
+    namespace: &str,
+    name: PodName,
+    owner: OwnerReference,
+) -> Pod {
+    let tmeta = template.metadata.clone().unwrap_or_default();
+    let mut meta = ObjectMeta {
+        namespace: Some(namespace.to_string()),
+        labels: tmeta.labels,
+        annotations: tmeta.annotations,
+        finalizers: tmeta.finalizers,
+        owner_references: Some(vec![owner]),
+        ..Default::default()
+    };
+    match name {
+        PodName::Generate(prefix) => meta.generate_name = Some(prefix),
+        PodName::Fixed(n) => meta.name = Some(n),
+    }
+    Pod {
+        metadata: meta,
+        spec: template.spec.clone(),
+        status: None,
+    }
+}
+
+/// How a controller names the pods it makes.
+#[derive(Debug, Clone)]
+pub enum PodName {
+    /// `metadata.generateName` (the API server adds a random suffix).
+    Generate(String),
+    /// An exact name (StatefulSet ordinals).
+    Fixed(String),
 }
