@@ -5,6 +5,7 @@
 //! [`skiff_client::events::Recorder`]. [`run`] starts them all; the binary runs
 //! it only while it holds the controller-manager Lease.
 
+pub mod replicaset;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -17,6 +18,7 @@ pub use runtime::{Context, Error, Settings};
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         // Each controller module adds itself here: tokio::spawn(x::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(replicaset::run(ctx.clone(), shutdown.clone())),
     ];
     let _ = &ctx;
     shutdown.cancelled().await;
