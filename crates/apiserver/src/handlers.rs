@@ -121,6 +121,23 @@ async fn route(state: Arc<ApiState>, info: RequestInfo, req: Request) -> ApiResu
                     "application/json",
                 ));
             }
+            if r.group.is_empty() && r.version == "v1" && r.resource == "bindings" {
+                let (Some(pods), Some(ns)) = (snap.get("", "v1", "pods"), r.namespace.as_deref())
+                else {
+                    return Err(not_found_path());
+                };
+                let (parts, body) = req.into_parts();
+                let q = Query::parse(parts.uri.query());
+                return crate::binding::create_legacy(
+                    &state,
+                    &pods,
+                    Some(ns),
+                    &parts.headers,
+                    &q,
+                    body,
+                )
+                .await;
+            }
             let Some(res) = snap.get(&r.group, &r.version, &r.resource) else {
                 return Err(not_found_path());
             };
@@ -556,6 +573,9 @@ async fn subresource(
                 message: "method not allowed on status".into(),
             }),
         },
+        "binding" if res.is_core("pods") && *method == Method::POST => {
+            crate::binding::create(&state, &res, ns, name, headers, q, body).await
+        }
         "scale" if res.def.scale.is_some() => {
             crate::scale::handle(&state, &res, ns, name, method, headers, q, body).await
         }

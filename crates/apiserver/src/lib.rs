@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 pub mod auth;
+mod binding;
 mod body_limit;
 mod bootstrap;
 mod cluster_ip;
