@@ -6,6 +6,7 @@
 //! it only while it holds the controller-manager Lease.
 
 pub mod replicaset;
+pub mod deployment;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -19,6 +20,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         // Each controller module adds itself here: tokio::spawn(x::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(replicaset::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(deployment::run(ctx.clone(), shutdown.clone())),
     ];
     let _ = &ctx;
     shutdown.cancelled().await;
