@@ -215,6 +215,7 @@ pub async fn start(
     let tasks = TaskTracker::new();
     crate::crds::spawn_controller(rest.clone(), shutdown.clone(), &tasks);
     crate::lifecycle::spawn(rest.clone(), shutdown.clone(), &tasks);
+    crate::cluster_ip::spawn_repair(rest.store.clone(), shutdown.clone(), &tasks);
     let acceptor = tokio_rustls::TlsAcceptor::from(tls_cfg);
     let conn_tasks = tasks.clone();
     let stop = shutdown.clone();
