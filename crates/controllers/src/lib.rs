@@ -7,6 +7,8 @@
 
 pub mod replicaset;
 pub mod deployment;
+pub mod cronjob;
+pub mod job;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -21,6 +23,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         // Each controller module adds itself here: tokio::spawn(x::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(replicaset::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(deployment::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(cronjob::run(ctx.clone(), shutdown.clone())),
     ];
     let _ = &ctx;
     shutdown.cancelled().await;
