@@ -9,6 +9,7 @@ pub mod replicaset;
 pub mod deployment;
 pub mod cronjob;
 pub mod job;
+pub mod hpa;
 pub mod runtime;
 
 use std::sync::Arc;
@@ -22,6 +23,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         // Each controller module adds itself here: tokio::spawn(x::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(replicaset::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(hpa::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(deployment::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(cronjob::run(ctx.clone(), shutdown.clone())),
