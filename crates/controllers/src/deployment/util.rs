@@ -50,14 +50,34 @@ pub(crate) fn template_hash(template: &PodTemplateSpec, collision_count: Option<
         .collect()
 }
 
-/// Whether two templates are equal once the hash label is ignored.
+/// Drop empty objects and arrays (recursively): like upstream's semantic
+/// equality, an empty and an absent map, list or struct are the same.
+fn prune(v: &mut serde_json::Value) -> bool {
+    match v {
+        serde_json::Value::Object(m) => {
+            m.retain(|_, x| !prune(x));
+            m.is_empty()
+        }
+        serde_json::Value::Array(a) => {
+            for x in a.iter_mut() {
+                prune(x);
+            }
+            a.is_empty()
+        }
+        _ => false,
+    }
+}
+
+/// Whether two templates are semantically equal once the hash label is ignored.
 pub(crate) fn equal_ignoring_hash(a: &PodTemplateSpec, b: &PodTemplateSpec) -> bool {
     fn strip(t: &PodTemplateSpec) -> serde_json::Value {
         let mut t = t.clone();
         if let Some(labels) = t.metadata.as_mut().and_then(|m| m.labels.as_mut()) {
             labels.remove(HASH_LABEL);
         }
-        serde_json::to_value(t).unwrap_or_default()
+        let mut v = serde_json::to_value(t).unwrap_or_default();
+        prune(&mut v);
+        v
     }
     strip(a) == strip(b)
 }
@@ -294,6 +314,27 @@ mod tests {
         assert_eq!(proportion(6, 13, 25, 4, 0), 4);
         // Scaled to zero: everything goes.
         assert_eq!(proportion(6, 13, 0, -13, 0), -6);
+    }
+
+    #[test]
+    fn empty_and_absent_are_equal() {
+        let a: PodTemplateSpec = serde_json::from_value(serde_json::json!({
+            "metadata": {"labels": {"app": "x", HASH_LABEL: "abc"}},
+            "spec": {"containers": [{"name": "c", "image": "i", "resources": {}}]}
+        }))
+        .expect("template");
+        let b: PodTemplateSpec = serde_json::from_value(serde_json::json!({
+            "metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "i"}]}
+        }))
+        .expect("template");
+        assert!(equal_ignoring_hash(&a, &b));
+        let c: PodTemplateSpec = serde_json::from_value(serde_json::json!({
+            "metadata": {"labels": {"app": "x"}},
+            "spec": {"containers": [{"name": "c", "image": "j"}]}
+        }))
+        .expect("template");
+        assert!(!equal_ignoring_hash(&a, &c));
     }
 
     #[test]
