@@ -5,6 +5,8 @@
 //! [`skiff_client::events::Recorder`]. [`run`] starts them all; the binary runs
 //! it only while it holds the controller-manager Lease.
 
+pub mod endpoints;
+pub mod endpointslice;
 pub mod replicaset;
 pub mod deployment;
 pub mod cronjob;
@@ -27,6 +29,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         tokio::spawn(deployment::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(cronjob::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(endpoints::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(endpointslice::run(ctx.clone(), shutdown.clone())),
     ];
     let _ = &ctx;
     shutdown.cancelled().await;
