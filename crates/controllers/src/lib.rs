@@ -13,6 +13,9 @@ pub mod cronjob;
 pub mod job;
 pub mod hpa;
 pub mod runtime;
+pub mod daemonset;
+pub mod history;
+pub mod statefulset;
 
 use std::sync::Arc;
 
@@ -25,6 +28,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         // Each controller module adds itself here: tokio::spawn(x::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(replicaset::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(statefulset::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(daemonset::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(hpa::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(deployment::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
