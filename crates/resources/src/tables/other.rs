@@ -129,16 +129,17 @@ pub(crate) fn hpa_row(h: &HorizontalPodAutoscaler, now: DateTime<Utc>) -> Row {
                         .and_then(|c| c.resource.as_ref())
                         .and_then(|c| c.current.average_utilization)
                         .map_or("<unknown>".to_string(), |u| format!("{u}%"));
-                    match res.target.average_utilization {
-                        Some(t) => format!("{}: {cur}/{t}%", res.name),
-                        None => format!(
-                            "{}: <unknown>/{}",
-                            res.name,
-                            res.target
-                                .average_value
-                                .as_ref()
-                                .map_or(String::new(), |q| q.0.clone())
-                        ),
+                    match (&res.target.average_value, res.target.average_utilization) {
+                        // An AverageValue target shows the current average value.
+                        (Some(target), _) => {
+                            let cur = current
+                                .and_then(|c| c.resource.as_ref())
+                                .and_then(|c| c.current.average_value.as_ref())
+                                .map_or("<unknown>".to_string(), |q| q.0.clone());
+                            format!("{}: {cur}/{}", res.name, target.0)
+                        }
+                        (None, Some(t)) => format!("{}: {cur}/{t}%", res.name),
+                        (None, None) => format!("{}: {cur}/<auto>", res.name),
                     }
                 }
                 _ => "<unknown>/<unknown>".to_string(),

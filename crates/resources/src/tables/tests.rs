@@ -198,3 +198,37 @@ fn small_tables() {
         json!("2024-01-01T00:00:00Z")
     );
 }
+
+#[test]
+fn hpa_targets() {
+    let hpa = json!({
+        "metadata": {"name": "web", "creationTimestamp": "2024-01-01T00:57:00Z"},
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "web"},
+            "minReplicas": 1, "maxReplicas": 10,
+            "metrics": [
+                {"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 50}}},
+                {"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "32Mi"}}}
+            ]
+        },
+        "status": {"currentReplicas": 4, "desiredReplicas": 4, "currentMetrics": [
+            {"type": "Resource", "resource": {"name": "cpu", "current": {"averageUtilization": 200, "averageValue": "200m"}}},
+            {"type": "Resource", "resource": {"name": "memory", "current": {"averageValue": "67108864"}}}
+        ]}
+    });
+    let r = row("horizontalpodautoscalers", hpa);
+    assert_eq!(r[1], json!("Deployment/web"));
+    assert_eq!(r[2], json!("cpu: 200%/50%, memory: 67108864/32Mi"));
+    // Before the first evaluation.
+    let fresh = json!({
+        "metadata": {"name": "web"},
+        "spec": {
+            "scaleTargetRef": {"kind": "Deployment", "name": "web"}, "maxReplicas": 3,
+            "metrics": [{"type": "Resource", "resource": {"name": "memory", "target": {"type": "AverageValue", "averageValue": "32Mi"}}}]
+        }
+    });
+    assert_eq!(
+        row("horizontalpodautoscalers", fresh)[2],
+        json!("memory: <unknown>/32Mi")
+    );
+}
