@@ -13,6 +13,7 @@ pub mod cronjob;
 pub mod job;
 pub mod hpa;
 pub mod runtime;
+pub mod scheduler;
 pub mod daemonset;
 pub mod history;
 pub mod statefulset;
@@ -27,6 +28,7 @@ pub use runtime::{Context, Error, Settings};
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         // Each controller module adds itself here: tokio::spawn(x::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(replicaset::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(statefulset::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(daemonset::run(ctx.clone(), shutdown.clone())),
