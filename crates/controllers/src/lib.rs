@@ -11,6 +11,7 @@ pub mod replicaset;
 pub mod deployment;
 pub mod cronjob;
 pub mod job;
+pub mod nodelifecycle;
 pub mod hpa;
 pub mod runtime;
 pub mod scheduler;
@@ -38,6 +39,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         tokio::spawn(cronjob::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(endpoints::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(endpointslice::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(nodelifecycle::run(ctx.clone(), shutdown.clone())),
     ];
     let _ = &ctx;
     shutdown.cancelled().await;
