@@ -455,3 +455,40 @@ fn bad_cron_schedule_is_rejected() {
         );
     }
 }
+
+#[test]
+fn counts_survive_a_server_restart() {
+    let mut s = fake_cluster();
+    s.create_ns("j7");
+    s.ok_stdin(
+        &["apply", "-n", "j7", "-f", "-"],
+        &job(
+            "steady",
+            "  completions: 4\n  parallelism: 2",
+            r#""fake.skiff.dev/run-seconds": "2""#,
+            "Never",
+        ),
+    );
+    // Kill the server (no shutdown path) once some pods have been counted.
+    wait_for(WAIT, "a first success to be recorded", || {
+        let j = s.get_json(&["job", "steady", "-n", "j7"]);
+        let st = &j["status"];
+        let uncounted = st["uncountedTerminatedPods"]["succeeded"]
+            .as_array()
+            .map_or(0, Vec::len);
+        if st["succeeded"].as_i64().unwrap_or(0) + uncounted as i64 >= 1 {
+            Ok(())
+        } else {
+            Err(st.to_string())
+        }
+    });
+    s.restart();
+    let j = wait_condition(&s, "j7", "steady", "Complete");
+    // Exactly the completions: nothing counted twice, nothing lost.
+    assert_eq!(j["status"]["succeeded"], 4, "{}", j["status"]);
+    let succeeded_pods = pods_of(&s, "j7", "steady")
+        .iter()
+        .filter(|p| p["status"]["phase"] == "Succeeded")
+        .count();
+    assert_eq!(succeeded_pods, 4);
+}
