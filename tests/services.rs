@@ -2,8 +2,9 @@
 //! named target ports resolved per pod, headless hostnames, selector-less
 //! Services left to their user, and cleanup with the Service. Pods are driven
 //! by hand (created bound to a Node, their status patched with an IP and the
-//! Ready condition), so nothing here depends on a node agent. Every wait is
-//! bounded; nothing asserts on timing.
+//! Ready condition), except in the last test, where a Deployment runs on fake
+//! nodes and readiness is flipped with the `fake.skiff.dev/ready` annotation.
+//! Every wait is bounded; nothing asserts on timing.
 
 mod common;
 
@@ -14,6 +15,12 @@ use common::{wait_for, Server};
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(60);
+
+/// A server whose hand-made Node is never declared unreachable while a test
+/// runs (it has no agent renewing its Lease).
+fn server() -> Server {
+    Server::start_with(&["--node-monitor-grace-seconds", "3600"])
+}
 
 fn create(s: &Server, obj: &Value) {
     s.ok_stdin(&["create", "-f", "-"], &obj.to_string());
@@ -203,7 +210,7 @@ fn wait_slices(s: &Server, ns: &str, service: &str, want: &BTreeSet<SliceEp>) ->
 
 #[test]
 fn endpoints_follow_readiness() {
-    let s = Server::start();
+    let s = server();
     let ns = "shop";
     s.create_ns(ns);
     node(&s, "node-a");
@@ -349,7 +356,7 @@ fn endpoints_follow_readiness() {
 
 #[test]
 fn headless_hostnames_and_selectorless_services() {
-    let s = Server::start();
+    let s = server();
     let ns = "data";
     s.create_ns(ns);
     node(&s, "node-a");
@@ -458,6 +465,80 @@ fn headless_hostnames_and_selectorless_services() {
             Ok(())
         } else {
             Err(format!("{ep} / {items:?}"))
+        }
+    });
+}
+
+#[test]
+fn deployment_pods_on_fake_nodes_follow_readiness() {
+    let s = Server::start_with(&["--fake-nodes", "2"]);
+    let ns = "default";
+    s.ok(&[
+        "create",
+        "deployment",
+        "api",
+        "--image=busybox",
+        "--replicas=3",
+        "--port=8080",
+    ]);
+    s.ok(&[
+        "expose",
+        "deployment",
+        "api",
+        "--port=80",
+        "--target-port=8080",
+    ]);
+    let ready_ips = |ep: &Value| -> (usize, usize) {
+        let a = endpoints_addresses(ep);
+        (
+            a.iter().filter(|x| x.1).count(),
+            a.iter().filter(|x| !x.1).count(),
+        )
+    };
+    wait_for(WAIT, "three ready addresses", || {
+        let ep = get_endpoints(&s, ns, "api").ok_or("no endpoints")?;
+        match ready_ips(&ep) {
+            (3, 0) => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    let pods = s.get_json(&["pods", "-l", "app=api"]);
+    let victim = pods["items"][0]["metadata"]["name"]
+        .as_str()
+        .expect("pod name")
+        .to_string();
+    s.ok(&["annotate", "pod", &victim, "fake.skiff.dev/ready=false"]);
+    wait_for(WAIT, "one address to turn not ready", || {
+        let ep = get_endpoints(&s, ns, "api").ok_or("no endpoints")?;
+        let items = slices(&s, ns, "api");
+        let unready: Vec<String> = items
+            .iter()
+            .flat_map(|sl| sl["endpoints"].as_array().cloned().unwrap_or_default())
+            .filter(|e| e["conditions"]["ready"] == false)
+            .filter_map(|e| e["targetRef"]["name"].as_str().map(str::to_string))
+            .collect();
+        if ready_ips(&ep) == (2, 1) && unready == [victim.clone()] {
+            Ok(())
+        } else {
+            Err(format!("{:?} / {unready:?}", ready_ips(&ep)))
+        }
+    });
+    // Scaled to zero: no addresses, one placeholder slice.
+    s.ok(&["scale", "deployment", "api", "--replicas=0"]);
+    wait_for(WAIT, "no addresses left", || {
+        let ep = get_endpoints(&s, ns, "api").ok_or("no endpoints")?;
+        let items = slices(&s, ns, "api");
+        let eps: usize = items
+            .iter()
+            .map(|sl| sl["endpoints"].as_array().map_or(0, Vec::len))
+            .sum();
+        if endpoints_addresses(&ep).is_empty() && eps == 0 && items.len() == 1 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} addresses, {eps} slice endpoints",
+                endpoints_addresses(&ep).len()
+            ))
         }
     });
 }
