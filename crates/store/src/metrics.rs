@@ -50,11 +50,15 @@ pub enum Statement {
     SetCompacted,
     /// Schema setup and pragmas at open.
     Schema,
+    /// `PRAGMA data_version`: has another connection committed?
+    DataVersion,
+    /// A page of log rows committed by another connection, read to publish them.
+    Follow,
 }
 
 impl Statement {
     /// Every statement, in declaration order.
-    pub const ALL: [Statement; 21] = [
+    pub const ALL: [Statement; 23] = [
         Statement::Begin,
         Statement::Commit,
         Statement::Rollback,
@@ -76,6 +80,8 @@ impl Statement {
         Statement::CompactTombstones,
         Statement::SetCompacted,
         Statement::Schema,
+        Statement::DataVersion,
+        Statement::Follow,
     ];
 
     /// A stable snake_case name, suitable as a metric label.
@@ -102,6 +108,8 @@ impl Statement {
             Statement::CompactTombstones => "compact_tombstones",
             Statement::SetCompacted => "set_compacted",
             Statement::Schema => "schema",
+            Statement::DataVersion => "data_version",
+            Statement::Follow => "follow",
         }
     }
 

@@ -1,5 +1,6 @@
 //! The embedded SQLite backend.
 
+mod follow;
 mod key_range;
 mod read;
 mod schema;
@@ -20,6 +21,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot};
 
+use self::follow::{Feed, Follower};
 use self::read::ReadPool;
 use self::statement::Sql;
 use self::watch::Hub;
@@ -43,6 +45,10 @@ pub struct SqliteOptions {
     pub watch_lag: usize,
     /// How long a statement waits on a lock held by another connection.
     pub busy_timeout: Duration,
+    /// How often the store looks for writes made to its file by another
+    /// process (or another `SqliteStore`), to pass them to its watchers. When
+    /// nothing changed a look is one `PRAGMA data_version`.
+    pub follow_interval: Duration,
 }
 
 impl Default for SqliteOptions {
@@ -54,6 +60,7 @@ impl Default for SqliteOptions {
             history_events: 4096,
             watch_lag: 8192,
             busy_timeout: Duration::from_secs(5),
+            follow_interval: Duration::from_millis(10),
         }
     }
 }
@@ -94,9 +101,17 @@ impl SqliteOptions {
         self.busy_timeout = timeout;
         self
     }
+
+    #[must_use]
+    pub fn follow_interval(mut self, interval: Duration) -> Self {
+        self.follow_interval = interval;
+        self
+    }
 }
 
-/// The committed revisions, published by the writer after each COMMIT.
+/// The committed revisions as this store knows them: its writer's commits and,
+/// shortly after they happen, other connections' (see `follow.rs`). They only
+/// grow.
 #[derive(Default)]
 pub(crate) struct Revisions {
     current: AtomicU64,
@@ -110,10 +125,16 @@ pub(crate) struct Revisions {
 /// Every acknowledged write has been committed with `synchronous=FULL`, so it
 /// survives `kill -9` and power loss. Dropping the store ends the writer thread
 /// after it finished the batch in hand, and ends every watch stream.
+///
+/// Several stores, in one process or several, may open the same file: they
+/// share one sequence of revisions, CAS checks see each other's writes, and
+/// each store's watchers receive every store's events in revision order
+/// (another store's within about `follow_interval`).
 pub struct SqliteStore {
     path: PathBuf,
     writes: Option<mpsc::Sender<WriteRequest>>,
     writer: Option<JoinHandle<()>>,
+    follower: Option<Follower>,
     reads: Arc<ReadPool>,
     hub: Arc<Hub>,
     revisions: Arc<Revisions>,
@@ -138,6 +159,9 @@ impl SqliteStore {
     pub fn open(path: &Path, opts: SqliteOptions) -> Result<SqliteStore> {
         let metrics = Arc::new(StoreMetrics::default());
         let conn = schema::open_writer(path, opts.busy_timeout, &metrics)?;
+        // The version first: a commit by another process between the two reads
+        // then only makes the writer read the revisions again.
+        let data_version = schema::data_version(Sql::new(&conn, &metrics))?;
         let (last, compacted) = schema::revisions(Sql::new(&conn, &metrics))?;
         let reads = Arc::new(ReadPool::open(
             path.to_owned(),
@@ -150,14 +174,21 @@ impl SqliteStore {
             current: AtomicU64::new(last.0),
             compacted: AtomicU64::new(compacted.0),
         });
+        let feed = Arc::new(Feed::new(Arc::clone(&hub), Arc::clone(&revisions), last));
+        let follower = Follower::spawn(
+            Arc::clone(&feed),
+            schema::open_reader(path, opts.busy_timeout, &metrics)?,
+            Arc::clone(&metrics),
+            opts.follow_interval,
+        )?;
         let writer = Writer {
             conn,
             metrics: Arc::clone(&metrics),
-            hub: Arc::clone(&hub),
-            revisions: Arc::clone(&revisions),
+            feed,
             max_batch: opts.max_batch.max(1),
             last,
             compacted,
+            data_version,
         };
         let (writes, requests) = mpsc::channel(opts.write_queue.max(1));
         let handle = std::thread::Builder::new()
@@ -169,6 +200,7 @@ impl SqliteStore {
             path: path.to_owned(),
             writes: Some(writes),
             writer: Some(handle),
+            follower: Some(follower),
             reads,
             hub,
             revisions,
@@ -206,6 +238,9 @@ impl Drop for SqliteStore {
                 tracing::error!(path = %self.path.display(), "store writer thread panicked");
             }
         }
+        // With both threads gone the hub's last owner is `self`, so watch
+        // streams end when it drops.
+        self.follower.take();
     }
 }
 

@@ -99,7 +99,7 @@ impl ReadPool {
 }
 
 /// Run `f` inside one read transaction, so all its statements see one snapshot.
-fn snapshot<T>(sql: Sql<'_>, f: impl FnOnce(Sql<'_>) -> Result<T>) -> Result<T> {
+pub(crate) fn snapshot<T>(sql: Sql<'_>, f: impl FnOnce(Sql<'_>) -> Result<T>) -> Result<T> {
     sql.execute(Statement::BeginRead, "BEGIN DEFERRED", [])?;
     let result = f(sql);
     if !sql.in_transaction() {
@@ -275,9 +275,9 @@ fn list_at(
     Ok((items, rest))
 }
 
-/// One log row as read for watch replay.
-struct LogRow {
-    revision: Revision,
+/// One log row as read for watch replay and by the follower.
+pub(crate) struct LogRow {
+    pub(crate) revision: Revision,
     key: String,
     create_revision: Revision,
     prev_revision: Revision,
@@ -286,8 +286,26 @@ struct LogRow {
     prev_value: Option<Vec<u8>>,
 }
 
+/// The columns of a [`LogRow`], with the previous value of an update joined in,
+/// for rows after a revision; callers append further conditions and the order.
+const LOG_ROWS: &str =
+    "SELECT l.id, l.key, l.create_revision, l.prev_revision, l.deleted, l.value, p.value \
+     FROM log l LEFT JOIN log p ON p.id = l.prev_revision AND l.deleted = 0 WHERE l.id > ?";
+
 impl LogRow {
-    fn into_event(self) -> Result<Event> {
+    fn from_row(r: &Row<'_>) -> rusqlite::Result<LogRow> {
+        Ok(LogRow {
+            revision: r.get(0)?,
+            key: r.get(1)?,
+            create_revision: r.get(2)?,
+            prev_revision: r.get(3)?,
+            deleted: r.get(4)?,
+            value: r.get(5)?,
+            prev_value: r.get(6)?,
+        })
+    }
+
+    pub(crate) fn into_event(self) -> Result<Event> {
         let value = Bytes::from(self.value);
         if self.deleted {
             // A tombstone carries the deleted value; its previous revision is
@@ -359,25 +377,30 @@ pub(crate) fn history(
         }
         let range = KeyRange::new("l.key", prefix, None);
         let query = format!(
-            "SELECT l.id, l.key, l.create_revision, l.prev_revision, l.deleted, l.value, p.value \
-             FROM log l LEFT JOIN log p ON p.id = l.prev_revision AND l.deleted = 0 \
-             WHERE l.id > ? AND {} ORDER BY l.id LIMIT {}",
+            "{LOG_ROWS} AND {} ORDER BY l.id LIMIT {}",
             range.condition,
             sql_limit(Some(limit))
         );
         let mut params = vec![Value::Integer(i64::try_from(after.0).unwrap_or(i64::MAX))];
         params.extend(range.params);
-        let rows = sql.query_rows(Statement::History, &query, params_from_iter(params), |r| {
-            Ok(LogRow {
-                revision: r.get(0)?,
-                key: r.get(1)?,
-                create_revision: r.get(2)?,
-                prev_revision: r.get(3)?,
-                deleted: r.get(4)?,
-                value: r.get(5)?,
-                prev_value: r.get(6)?,
-            })
-        })?;
+        let rows = sql.query_rows(
+            Statement::History,
+            &query,
+            params_from_iter(params),
+            LogRow::from_row,
+        )?;
         rows.into_iter().map(LogRow::into_event).collect()
     })
+}
+
+/// Up to `limit` log rows of any key with revision greater than `after`, in
+/// revision order: what the follower and the writer publish on behalf of
+/// other connections. The caller holds a transaction for a consistent view.
+pub(crate) fn log_after(
+    sql: Sql<'_>,
+    after: Revision,
+    limit: usize,
+) -> rusqlite::Result<Vec<LogRow>> {
+    let query = format!("{LOG_ROWS} ORDER BY l.id LIMIT {}", sql_limit(Some(limit)));
+    sql.query_rows(Statement::Follow, &query, [after], LogRow::from_row)
 }

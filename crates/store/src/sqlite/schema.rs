@@ -83,11 +83,15 @@ pub(crate) fn open_writer(
         });
     }
     sql.execute_batch(Statement::Schema, SCHEMA)?;
-    sql.execute(
-        Statement::Schema,
-        &format!("PRAGMA user_version = {SCHEMA_VERSION}"),
-        [],
-    )?;
+    if version != SCHEMA_VERSION {
+        // Only when it changes: a write here is a commit that every other
+        // process on the file would have to look at.
+        sql.execute(
+            Statement::Schema,
+            &format!("PRAGMA user_version = {SCHEMA_VERSION}"),
+            [],
+        )?;
+    }
     Ok(conn)
 }
 
@@ -109,6 +113,18 @@ pub(crate) fn open_reader(
     // revision bookkeeping.
     Sql::new(&conn, metrics).execute(Statement::Schema, "PRAGMA query_only = 1", [])?;
     Ok(conn)
+}
+
+/// SQLite's `data_version` of this connection: it changes when another
+/// connection (of this process or another one) commits, and not for the
+/// connection's own commits. Read inside a transaction, it accounts for every
+/// commit that transaction can see.
+pub(crate) fn data_version(sql: Sql<'_>) -> rusqlite::Result<i64> {
+    Ok(sql
+        .query_row(Statement::DataVersion, "PRAGMA data_version", [], |r| {
+            r.get(0)
+        })?
+        .unwrap_or_default())
 }
 
 /// The current and the compacted revision, as stored.

@@ -9,6 +9,9 @@
 //! back far enough, the watcher reads history from the log table instead; it
 //! subscribed before that read, so an event committed meanwhile shows up in the
 //! receiver (and possibly in the read too; duplicates are dropped by revision).
+//!
+//! Events reach the hub through [`super::follow::Feed`], which hands it every
+//! committed revision once and in order, whichever connection committed it.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -35,6 +38,7 @@ struct HubInner {
     /// The revision of the last published event.
     last: Revision,
     live: broadcast::Sender<Arc<Event>>,
+    live_capacity: usize,
 }
 
 /// Where a new watcher finds the events it missed before subscribing.
@@ -48,7 +52,8 @@ enum Backlog {
 impl Hub {
     /// A hub whose history starts at `current`, the revision at open.
     pub(crate) fn new(current: Revision, ring_capacity: usize, live_capacity: usize) -> Self {
-        let (live, _) = broadcast::channel(live_capacity.max(1));
+        let live_capacity = live_capacity.max(1);
+        let (live, _) = broadcast::channel(live_capacity);
         Hub {
             inner: Mutex::new(HubInner {
                 ring: VecDeque::with_capacity(ring_capacity.min(4096)),
@@ -56,6 +61,7 @@ impl Hub {
                 covered_after: current,
                 last: current,
                 live,
+                live_capacity,
             }),
         }
     }
@@ -66,10 +72,15 @@ impl Hub {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Publish committed events, in revision order.
+    /// Publish committed events, in revision order, each after every event
+    /// published before.
     pub(crate) fn publish(&self, events: Vec<Arc<Event>>) {
+        if events.is_empty() {
+            return;
+        }
         let mut inner = self.lock();
         for event in events {
+            debug_assert!(event.revision() > inner.last, "hub events out of order");
             inner.last = event.revision();
             if inner.ring_capacity > 0 {
                 if inner.ring.len() == inner.ring_capacity {
@@ -84,6 +95,21 @@ impl Hub {
             // An error only means that nobody is watching right now.
             let _ = inner.live.send(event);
         }
+    }
+
+    /// Start the history over after `at`, for when the events up to `at` cannot
+    /// all be published (another connection compacted them away first). Every
+    /// live stream ends once it has drained what it was sent, so that its
+    /// client re-watches from its last revision and hears `Compacted` if it
+    /// missed something; a new watch from before `at` reads the log.
+    pub(crate) fn restart(&self, at: Revision) {
+        let mut inner = self.lock();
+        let (live, _) = broadcast::channel(inner.live_capacity);
+        // Dropping the old sender closes every receiver subscribed to it.
+        inner.live = live;
+        inner.ring.clear();
+        inner.covered_after = at;
+        inner.last = at;
     }
 
     /// Subscribe to live events and find the backlog after `after`

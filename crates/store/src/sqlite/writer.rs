@@ -9,23 +9,30 @@
 //! an acknowledged write is on disk. One fsync per batch instead of per write is
 //! what makes many concurrent writers fast.
 //!
+//! Other connections may write to the same file (a second skiff process). The
+//! write lock `BEGIN IMMEDIATE` takes makes this thread the only writer until
+//! COMMIT; right after it, `PRAGMA data_version` tells whether anyone else
+//! committed since this thread's last transaction. If so, the cached last and
+//! compacted revisions are read again from the file, under the lock, and the
+//! foreign rows are published to watchers before this batch's own events (see
+//! `follow.rs`). So revisions stay unique and increasing across processes, and
+//! CAS checks, which always read the file inside the transaction, stay exact.
+//!
 //! If a batch fails at the SQL level (I/O error, full disk, a failed COMMIT),
 //! it is rolled back and each request is retried in a transaction of its own,
 //! so one bad request cannot fail its neighbours and every caller gets the
 //! error that belongs to it.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use rusqlite::Connection;
 use tokio::sync::{mpsc, oneshot};
 
+use super::follow::Feed;
 use super::read::GET_CURRENT;
 use super::schema;
 use super::statement::Sql;
-use super::watch::Hub;
-use super::Revisions;
 use crate::metrics::{Statement, StoreMetrics};
 use crate::{Error, Event, EventKind, KeyValue, Result, Revision};
 
@@ -92,13 +99,16 @@ struct Applied {
 pub(crate) struct Writer {
     pub(crate) conn: Connection,
     pub(crate) metrics: Arc<StoreMetrics>,
-    pub(crate) hub: Arc<Hub>,
-    pub(crate) revisions: Arc<Revisions>,
+    /// Publishes committed events to watchers and revisions to the store.
+    pub(crate) feed: Arc<Feed>,
     pub(crate) max_batch: usize,
     /// The last committed revision.
     pub(crate) last: Revision,
     /// The committed compaction point.
     pub(crate) compacted: Revision,
+    /// `PRAGMA data_version` when `last` and `compacted` were last known to
+    /// match the file.
+    pub(crate) data_version: i64,
 }
 
 impl Writer {
@@ -149,15 +159,12 @@ impl Writer {
     fn finish(&mut self, applied: Applied, requests: Vec<WriteRequest>) {
         self.last = applied.last;
         self.compacted = applied.compacted;
-        self.revisions
-            .current
-            .store(applied.last.0, Ordering::Release);
-        self.revisions
-            .compacted
-            .store(applied.compacted.0, Ordering::Release);
-        if !applied.events.is_empty() {
-            self.hub.publish(applied.events);
-        }
+        self.feed.publish_own(
+            Sql::new(&self.conn, &self.metrics),
+            applied.events,
+            applied.last,
+            applied.compacted,
+        );
         for (request, outcome) in requests.into_iter().zip(applied.outcomes) {
             // The caller may have given up waiting; the write stands regardless.
             let _ = request.reply.send(outcome);
@@ -177,19 +184,39 @@ impl Writer {
     }
 
     /// Apply `ops` in one transaction and commit it.
-    fn transaction(&self, ops: &[&WriteOp]) -> rusqlite::Result<Applied> {
+    fn transaction(&mut self, ops: &[&WriteOp]) -> rusqlite::Result<Applied> {
+        Sql::new(&self.conn, &self.metrics).execute(Statement::Begin, "BEGIN IMMEDIATE", [])?;
+        let followed = self.follow_others();
         let sql = Sql::new(&self.conn, &self.metrics);
-        sql.execute(Statement::Begin, "BEGIN IMMEDIATE", [])?;
-        let result = self.apply(sql, ops).and_then(|applied| {
-            sql.execute(Statement::Commit, "COMMIT", [])?;
-            Ok(applied)
-        });
+        let result = followed
+            .and_then(|()| self.apply(sql, ops))
+            .and_then(|applied| {
+                sql.execute(Statement::Commit, "COMMIT", [])?;
+                Ok(applied)
+            });
         if result.is_err() && sql.in_transaction() {
             if let Err(error) = sql.execute(Statement::Rollback, "ROLLBACK", []) {
                 tracing::error!(%error, "rolling back a failed write batch");
             }
         }
         result
+    }
+
+    /// Inside the transaction, before anything is written: if another
+    /// connection committed since this thread last looked, take the revisions
+    /// from the file and publish that connection's rows.
+    fn follow_others(&mut self) -> rusqlite::Result<()> {
+        let sql = Sql::new(&self.conn, &self.metrics);
+        let version = schema::data_version(sql)?;
+        if version == self.data_version {
+            return Ok(());
+        }
+        let (last, compacted) = self.feed.catch_up(sql)?;
+        tracing::trace!(%last, %compacted, "another connection wrote to the store");
+        self.last = last;
+        self.compacted = compacted;
+        self.data_version = version;
+        Ok(())
     }
 
     fn apply(&self, sql: Sql<'_>, ops: &[&WriteOp]) -> rusqlite::Result<Applied> {
