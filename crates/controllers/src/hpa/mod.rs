@@ -840,3 +840,6 @@ fn pod_request(pod: &Pod, resource: &str) -> Result<i64, String> {
     }
     Ok(total)
 }
+
+#[cfg(test)]
+mod tests;
