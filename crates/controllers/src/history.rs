@@ -51,10 +51,32 @@ pub fn canonical(value: &Value) -> Value {
 pub fn template_data(template: &PodTemplateSpec) -> Result<Value, Error> {
     let mut t = serde_json::to_value(template)
         .map_err(|e| Error::Invalid(format!("encoding the pod template: {e}")))?;
+    go_zero_values(&mut t);
     if let Value::Object(m) = &mut t {
         m.insert("$patch".into(), Value::from("replace"));
     }
     Ok(canonical(&serde_json::json!({ "spec": { "template": t } })))
+}
+
+/// Add `resources: {}` to every container, as Go's encoding/json writes that
+/// zero-valued struct (upstream's revisions have it). Go also writes
+/// `metadata.creationTimestamp: null`, but the API server drops nulls when
+/// it stores the revision, so it is left out.
+fn go_zero_values(template: &mut Value) {
+    let Value::Object(t) = template else { return };
+    let Some(Value::Object(spec)) = t.get_mut("spec") else {
+        return;
+    };
+    for list in ["initContainers", "containers", "ephemeralContainers"] {
+        if let Some(Value::Array(cs)) = spec.get_mut(list) {
+            for c in cs.iter_mut() {
+                if let Value::Object(c) = c {
+                    c.entry("resources")
+                        .or_insert_with(|| Value::Object(Map::new()));
+                }
+            }
+        }
+    }
 }
 
 /// The pod template a revision holds (its `data` without `$patch`).
@@ -64,6 +86,18 @@ pub fn revision_template(rev: &ControllerRevision) -> Option<PodTemplateSpec> {
         m.remove("$patch");
     }
     serde_json::from_value(t).ok()
+}
+
+/// Whether `rev` holds the template whose data is `data`. Both sides go
+/// through the typed template, so what the API server normalizes when it
+/// stores a revision (nulls, empty objects) does not count as a difference.
+pub fn revision_matches(rev: &ControllerRevision, data: &Value) -> bool {
+    if rev.data.as_ref().is_some_and(|d| &d.0 == data) {
+        return true;
+    }
+    revision_template(rev)
+        .and_then(|t| template_data(&t).ok())
+        .is_some_and(|d| &d == data)
 }
 
 /// The hash label of a revision.
@@ -162,7 +196,7 @@ pub async fn ensure<K: Resource<DynamicType = ()>>(
     let max = revisions.iter().map(|r| r.revision).max().unwrap_or(0);
     let equal = revisions
         .iter()
-        .filter(|r| r.data.as_ref().is_some_and(|d| d.0 == data))
+        .filter(|r| revision_matches(r, &data))
         .max_by_key(|r| r.revision)
         .cloned();
     let mut cc = collision_count.max(0);
@@ -178,7 +212,7 @@ pub async fn ensure<K: Resource<DynamicType = ()>>(
                     let name = rev.name_any();
                     match api.get_opt(&name).await? {
                         Some(existing)
-                            if existing.data.as_ref().is_some_and(|d| d.0 == data)
+                            if revision_matches(&existing, &data)
                                 && objects::is_controlled_by(
                                     &existing.metadata,
                                     &owner.uid().unwrap_or_default(),
@@ -321,12 +355,35 @@ mod tests {
         let t = template("nginx:1");
         let data = template_data(&t).expect("data");
         let text = data.to_string();
-        assert!(text.starts_with(r#"{"spec":{"template":{"$patch":"replace","metadata""#));
+        assert!(text.starts_with(r#"{"spec":{"template":{"$patch":"replace","metadata":{"labels""#));
+        assert!(text.contains(r#""name":"c","resources":{}}"#), "{text}");
         let rev = ControllerRevision {
-            data: Some(RawExtension(data)),
+            data: Some(RawExtension(data.clone())),
             ..Default::default()
         };
-        assert_eq!(revision_template(&rev), Some(t));
+        let back = revision_template(&rev).expect("template");
+        assert_eq!(template_data(&back).expect("data"), data);
+        assert_eq!(
+            back.spec.map(|s| s.containers[0].image.clone()),
+            Some(Some("nginx:1".into()))
+        );
+    }
+
+    #[test]
+    fn stored_normalization_still_matches() {
+        let data = template_data(&template("nginx:1")).expect("data");
+        let mut stored = data.clone();
+        // What a server may do: drop empty objects, reorder keys.
+        if let Some(Value::Object(c)) = stored.pointer_mut("/spec/template/spec/containers/0") {
+            c.remove("resources");
+        }
+        let rev = ControllerRevision {
+            data: Some(RawExtension(stored)),
+            ..Default::default()
+        };
+        assert!(revision_matches(&rev, &data));
+        let other = template_data(&template("nginx:2")).expect("other");
+        assert!(!revision_matches(&rev, &other));
     }
 
     #[test]
