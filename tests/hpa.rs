@@ -450,3 +450,141 @@ spec:
         }
     });
 }
+
+const SCALABLE_CRD: &str = r#"apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: gizmos.hpa.example.com
+spec:
+  group: hpa.example.com
+  scope: Namespaced
+  names: {plural: gizmos, singular: gizmo, kind: Gizmo}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              replicas: {type: integer}
+          status:
+            type: object
+            properties:
+              replicas: {type: integer}
+              selector: {type: string}
+    subresources:
+      status: {}
+      scale:
+        specReplicasPath: .spec.replicas
+        statusReplicasPath: .status.replicas
+        labelSelectorPath: .status.selector
+"#;
+
+#[test]
+fn scales_a_custom_resource_through_its_scale_subresource() {
+    let s = cluster();
+    let ns = "hpa-crd";
+    s.create_ns(ns);
+    s.ok_stdin(&["apply", "-f", "-"], SCALABLE_CRD);
+    wait_for(WAIT, "CRD served", || {
+        let out = s.kubectl(&["get", "gizmos", "-n", ns]);
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    });
+    s.ok_stdin(
+        &["apply", "-n", ns, "-f", "-"],
+        "apiVersion: hpa.example.com/v1\nkind: Gizmo\nmetadata: {name: g}\nspec: {replicas: 1}\n",
+    );
+    s.ok(&[
+        "patch",
+        "gizmo",
+        "g",
+        "-n",
+        ns,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        r#"{"status":{"replicas":1,"selector":"app=gizmo"}}"#,
+    ]);
+    // Nothing manages these pods: the custom resource only carries a count.
+    s.ok_stdin(
+        &["apply", "-n", ns, "-f", "-"],
+        &format!(
+            r#"apiVersion: v1
+kind: Pod
+metadata:
+  name: gizmo-0
+  labels: {{app: gizmo}}
+  annotations: {{"{CPU_USAGE}": "300m"}}
+spec:
+  containers:
+  - name: main
+    image: busybox
+    resources: {{requests: {{cpu: 100m}}}}
+"#
+        ),
+    );
+    wait_for(WAIT, "pod ready", || {
+        let p = get(&s, ns, "pod/gizmo-0");
+        let ready = p["status"]["conditions"].as_array().is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        });
+        if ready {
+            Ok(())
+        } else {
+            Err(p["status"].to_string())
+        }
+    });
+    s.ok_stdin(
+        &["apply", "-n", ns, "-f", "-"],
+        r#"apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata:
+  name: g
+spec:
+  scaleTargetRef: {apiVersion: hpa.example.com/v1, kind: Gizmo, name: g}
+  maxReplicas: 5
+  metrics:
+  - {type: Resource, resource: {name: cpu, target: {type: Utilization, averageUtilization: 50}}}
+"#,
+    );
+    // 300 % for a 50 % target: 6 wanted, at most 4 from 1; then (still one
+    // pod at 300 %) 6 again, capped at maxReplicas 5.
+    wait_event(
+        &s,
+        ns,
+        "g",
+        "SuccessfulRescale: New size: 4; reason: cpu resource utilization",
+    );
+    wait_event(
+        &s,
+        ns,
+        "g",
+        "SuccessfulRescale: New size: 5; reason: cpu resource utilization",
+    );
+    wait_for(WAIT, "gizmo at 5", || {
+        let g = get(&s, ns, "gizmo/g");
+        if g["spec"]["replicas"] == 5 {
+            Ok(())
+        } else {
+            Err(g.to_string())
+        }
+    });
+    let h = wait_hpa(&s, ns, "g", "limited by max", |h| {
+        condition(h, "ScalingLimited").1 == "TooManyReplicas"
+    });
+    assert_eq!(condition(&h, "AbleToScale").0, "True");
+    let table = s.ok(&["get", "hpa", "g", "-n", ns]);
+    assert!(
+        table.contains("Gizmo/g") && table.contains("cpu: 300%/50%"),
+        "{table}"
+    );
+}
