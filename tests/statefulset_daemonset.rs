@@ -82,6 +82,29 @@ fn wait_pods(s: &Server, app: &str, want: &[&str]) -> Vec<Value> {
     })
 }
 
+/// `kubectl get pods -w` on `app`, returned once its initial list (`count`
+/// ADDED rows) is printed, so later changes are all in its output.
+fn watch_pods(s: &Server, app: &str, count: usize) -> common::Background {
+    let watch = s.spawn_kubectl(&[
+        "get",
+        "pods",
+        "-l",
+        &format!("app={app}"),
+        "-w",
+        "--output-watch-events",
+        "--no-headers",
+    ]);
+    wait_for(WAIT, "the watch's initial list", || {
+        let out = watch.stdout();
+        if out.lines().filter(|l| l.starts_with("ADDED")).count() >= count {
+            Ok(())
+        } else {
+            Err(out)
+        }
+    });
+    watch
+}
+
 /// DELETED pod names, in order, from a `kubectl get pods -w --output-watch-events --no-headers` log.
 fn deleted_order(watch_log: &str) -> Vec<String> {
     watch_log
@@ -158,15 +181,7 @@ fn ordered_ready_creates_in_order_and_scales_down_from_the_top() {
     });
 
     // Scale down: web-2 goes before web-1.
-    let mut watch = s.spawn_kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=web",
-        "-w",
-        "--output-watch-events",
-        "--no-headers",
-    ]);
+    let mut watch = watch_pods(&s, "web", 3);
     s.ok(&["scale", "sts", "web", "--replicas=1"]);
     wait_for(WAIT, "only web-0 left", || {
         let p = names(&pods(&s, "web"));
@@ -196,6 +211,38 @@ fn parallel_creates_all_at_once() {
     }
     let out = s.ok(&["rollout", "status", "sts/par", "--timeout=120s"]);
     assert!(out.contains("roll out complete"), "{out}");
+
+    // Orphaned pods are adopted by a new set of the same shape.
+    let uids = |p: &[Value]| -> BTreeSet<String> {
+        p.iter()
+            .filter_map(|p| p["metadata"]["uid"].as_str().map(str::to_string))
+            .collect()
+    };
+    let before = uids(&pods(&s, "par"));
+    s.ok(&["delete", "sts", "par", "--cascade=orphan"]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &sts("par", "Parallel", 3, "nginx:1", true),
+    );
+    wait_for(WAIT, "pods adopted by the new set", || {
+        let st = s.get_json(&["sts", "par"]);
+        let uid = st["metadata"]["uid"].clone();
+        let p = pods(&s, "par");
+        let adopted = p
+            .iter()
+            .filter(|p| p["metadata"]["ownerReferences"][0]["uid"] == uid)
+            .count();
+        if adopted == 3 && st["status"]["readyReplicas"] == 3 {
+            Ok(())
+        } else {
+            Err(format!("adopted {adopted}, status {}", st["status"]))
+        }
+    });
+    assert_eq!(
+        uids(&pods(&s, "par")),
+        before,
+        "pods were replaced, not adopted"
+    );
 }
 
 #[test]
@@ -212,15 +259,7 @@ fn rolling_update_history_and_undo() {
         .unwrap_or_default()
         .to_string();
 
-    let mut watch = s.spawn_kubectl(&[
-        "get",
-        "pods",
-        "-l",
-        "app=db",
-        "-w",
-        "--output-watch-events",
-        "--no-headers",
-    ]);
+    let mut watch = watch_pods(&s, "db", 3);
     s.ok(&["set", "image", "sts/db", "c=nginx:2"]);
     let out = s.ok(&["rollout", "status", "sts/db", "--timeout=120s"]);
     assert!(out.contains("roll out complete"), "{out}");

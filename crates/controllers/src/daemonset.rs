@@ -14,6 +14,9 @@
 //! On skiff's single virtual node this means one pod per DaemonSet (with
 //! `--fake-nodes N`, one per fake node).
 //!
+//! Orphaned pods the selector selects are adopted; owned pods whose labels stop
+//! matching are released.
+//!
 //! Updates: `RollingUpdate` with `maxUnavailable` (old pods deleted, then
 //! replaced) or `maxSurge` (new pod started beside the old one, which goes once
 //! the new one is available); `OnDelete` replaces a pod only when someone
@@ -46,7 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::{self, HASH_LABEL};
 use crate::runtime::{Backoff, Context, Error};
-use crate::statefulset::scaled;
+use crate::statefulset::{claim_pods, scaled};
 
 /// Deprecated label upstream still sets on daemon pods.
 const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
@@ -378,7 +381,6 @@ struct NodeView {
 
 async fn sync(ds: &DaemonSet, st: &State, key: &str) -> Result<Action, Error> {
     let ns = ds.namespace().unwrap_or_default();
-    let uid = ds.uid().unwrap_or_default();
     let spec = ds.spec.clone().unwrap_or_default();
     let client = &st.ctx.client;
     let now = Timestamp::now();
@@ -401,12 +403,7 @@ async fn sync(ds: &DaemonSet, st: &State, key: &str) -> Result<Action, Error> {
     // Pods by node.
     let mut by_node: HashMap<String, Vec<Arc<Pod>>> = HashMap::new();
     let mut stray: Vec<Arc<Pod>> = Vec::new();
-    let owned: Vec<Arc<Pod>> = st
-        .pods
-        .owned_by(&uid)
-        .into_iter()
-        .filter(|p| p.namespace().as_deref() == Some(ns.as_str()))
-        .collect();
+    let owned = claim_pods(client, &st.pods, ds, &spec.selector, |_| true).await?;
     for pod in &owned {
         match target_node(pod) {
             Some(n) => by_node.entry(n).or_default().push(pod.clone()),

@@ -133,7 +133,7 @@ pub fn hash_data(data: &Value, collision_count: i32) -> String {
 }
 
 /// Revisions controlled by `owner` (with uid) among those its selector
-/// selects, sorted by revision number (then name).
+/// selects, orphans adopted, sorted by revision number (then name).
 pub async fn list<K: Resource<DynamicType = ()>>(
     client: &Client,
     owner: &K,
@@ -148,15 +148,51 @@ pub async fn list<K: Resource<DynamicType = ()>>(
             lp = lp.labels(&s);
         }
     }
-    let mut revs: Vec<ControllerRevision> = api
-        .list(&lp)
-        .await?
-        .items
-        .into_iter()
-        .filter(|r| objects::is_controlled_by(&r.metadata, &uid))
-        .collect();
+    let mut revs = Vec::new();
+    for r in api.list(&lp).await?.items {
+        if objects::is_controlled_by(&r.metadata, &uid) {
+            revs.push(r);
+        } else if objects::controller_of(&r.metadata).is_none()
+            && owner.meta().deletion_timestamp.is_none()
+            && r.metadata.deletion_timestamp.is_none()
+        {
+            // An orphan the selector selects (its owner was deleted with
+            // --cascade=orphan): adopt it, as upstream does.
+            if let Some(adopted) = adopt(&api, &r, owner).await? {
+                revs.push(adopted);
+            }
+        }
+    }
     sort(&mut revs);
     Ok(revs)
+}
+
+async fn adopt<K: Resource<DynamicType = ()>>(
+    api: &Api<ControllerRevision>,
+    rev: &ControllerRevision,
+    owner: &K,
+) -> Result<Option<ControllerRevision>, Error> {
+    let mut refs = rev.metadata.owner_references.clone().unwrap_or_default();
+    refs.push(objects::controller_ref(owner));
+    let patch = serde_json::json!({
+        "metadata": {
+            "ownerReferences": refs,
+            "resourceVersion": rev.resource_version(),
+            "uid": rev.uid(),
+        }
+    });
+    match api
+        .patch(
+            &rev.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(r) => Ok(Some(r)),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn sort(revs: &mut [ControllerRevision]) {

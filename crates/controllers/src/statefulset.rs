@@ -20,8 +20,9 @@
 //!   volume; with `persistentVolumeClaimRetentionPolicy.whenDeleted: Delete`
 //!   the claim is owned by the set. Nothing provisions storage for the claims
 //!   yet, and `whenScaled: Delete` is not implemented.
-//! - Orphaned pods are not adopted (a leftover pod with a member's name blocks
-//!   that ordinal until it is deleted).
+//! - Orphaned pods that the selector selects and that are named like members
+//!   are adopted (e.g. after `kubectl delete sts --cascade=orphan` and a
+//!   re-create); owned pods whose labels stop matching are released.
 //!
 //! Revisions live in ControllerRevisions ([`crate::history`]) so that
 //! `kubectl rollout history|undo sts/x` work; status carries the counts
@@ -205,7 +206,6 @@ async fn reconcile(set: Arc<StatefulSet>, st: Arc<State>) -> Result<Action, Erro
 
 async fn sync(set: &StatefulSet, st: &State, key: &str) -> Result<Action, Error> {
     let ns = set.namespace().unwrap_or_default();
-    let uid = set.uid().unwrap_or_default();
     let name = set.name_any();
     let spec: StatefulSetSpec = set.spec.clone().unwrap_or_default();
     let client = &st.ctx.client;
@@ -244,10 +244,11 @@ async fn sync(set: &StatefulSet, st: &State, key: &str) -> Result<Action, Error>
     let end = start.saturating_add(replicas);
     let mut slots: Vec<Slot> = (start..end).map(|ord| Slot { ord, pod: None }).collect();
     let mut condemned: Vec<Pod> = Vec::new();
-    for pod in st.pods.owned_by(&uid) {
-        if pod.namespace().as_deref() != Some(ns.as_str()) {
-            continue;
-        }
+    let claimed = claim_pods(client, &st.pods, set, &spec.selector, |p| {
+        ordinal_of(&name, &p.name_any()).is_some()
+    })
+    .await?;
+    for pod in claimed {
         let Some(ord) = ordinal_of(&name, &pod.name_any()) else {
             continue; // not a member (upstream ignores it too)
         };
@@ -731,6 +732,88 @@ async fn update_status(
         }
     }
     Ok(next)
+}
+
+/// The pods `owner` controls after claiming, as upstream's ControllerRefManager:
+/// owned pods the selector no longer selects are released, orphans in the
+/// namespace that it selects (and `member` accepts) are adopted. Both writes
+/// carry the pod's uid and resourceVersion, so a pod that changed meanwhile is
+/// left for the next pass.
+pub(crate) async fn claim_pods<K>(
+    client: &kube::Client,
+    pods: &Cache<Pod>,
+    owner: &K,
+    selector: &k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector,
+    member: impl Fn(&Pod) -> bool,
+) -> Result<Vec<Arc<Pod>>, Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+{
+    let ns = owner.namespace().unwrap_or_default();
+    let uid = owner.uid().unwrap_or_default();
+    let api: Api<Pod> = Api::namespaced(client.clone(), &ns);
+    let mut claimed = Vec::new();
+    for pod in pods.owned_by(&uid) {
+        if pod.namespace().as_deref() != Some(ns.as_str()) {
+            continue;
+        }
+        if objects::selects(selector, pod.labels()) || terminating(&pod) {
+            claimed.push(pod);
+            continue;
+        }
+        let refs: Vec<_> = pod
+            .metadata
+            .owner_references
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|r| r.uid != uid)
+            .collect();
+        set_owners(&api, &pod, refs).await?;
+    }
+    if owner.meta().deletion_timestamp.is_none() {
+        for pod in pods.orphans(&ns) {
+            if terminating(&pod)
+                || objects::pod_terminal(&pod)
+                || !objects::selects(selector, pod.labels())
+                || !member(&pod)
+            {
+                continue;
+            }
+            let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
+            refs.push(objects::controller_ref(owner));
+            if let Some(adopted) = set_owners(&api, &pod, refs).await? {
+                claimed.push(Arc::new(adopted));
+            }
+        }
+    }
+    Ok(claimed)
+}
+
+async fn set_owners(
+    api: &Api<Pod>,
+    pod: &Pod,
+    refs: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
+) -> Result<Option<Pod>, Error> {
+    let patch = json!({
+        "metadata": {
+            "ownerReferences": refs,
+            "resourceVersion": pod.resource_version(),
+            "uid": pod.uid(),
+        }
+    });
+    match api
+        .patch(
+            &pod.name_any(),
+            &PatchParams::default(),
+            &Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(p) => Ok(Some(p)),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
+        Err(e) => Err(e.into()),
+    }
 }
 
 #[cfg(test)]
