@@ -300,8 +300,9 @@ mod tests {
 
     #[test]
     fn old_rs_shrink_keeps_min_available() {
-        // 10 desired, maxUnavailable 2; 10 old + 3 new (0 available).
-        assert_eq!(max_scaled_down(10, 2, 13, 3, 0), 0);
+        // 10 desired, maxUnavailable 2; 10 old + 3 new (0 available):
+        // 13 pods - 8 that must stay available - 3 new ones not available yet.
+        assert_eq!(max_scaled_down(10, 2, 13, 3, 0), 2);
         // The 3 new became available.
         assert_eq!(max_scaled_down(10, 2, 13, 3, 3), 5);
     }
