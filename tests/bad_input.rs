@@ -788,3 +788,118 @@ fn wrong_or_missing_token_is_401() {
         "{err}"
     );
 }
+
+#[test]
+fn workload_selectors_are_validated_at_admission() {
+    let s = Server::start_with(&["--no-controllers"]);
+    let template = |labels: Value| json!({"metadata": {"labels": labels}, "spec": {"containers": [{"name": "c", "image": "nginx"}], "restartPolicy": "Always"}});
+    let kinds: [(&str, &str, &str); 4] = [
+        ("deployments", "Deployment", "apps/v1"),
+        ("replicasets", "ReplicaSet", "apps/v1"),
+        ("statefulsets", "StatefulSet", "apps/v1"),
+        ("daemonsets", "DaemonSet", "apps/v1"),
+    ];
+    for (plural, kind, api_version) in kinds {
+        let path = format!("/apis/apps/v1/namespaces/default/{plural}");
+        let mut base = json!({
+            "apiVersion": api_version, "kind": kind,
+            "metadata": {"name": "w"},
+            "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "b"}))}
+        });
+        if kind == "StatefulSet" {
+            base["spec"]["serviceName"] = json!("w");
+        }
+        // The selector does not match the template's labels.
+        let st = status(
+            &post(&s, &path, "application/json", &base.to_string()),
+            422,
+            "Invalid",
+        );
+        assert!(
+            causes(&st)
+                .iter()
+                .any(|(f, _)| f == "spec.template.metadata.labels"),
+            "{kind}: {st:#}"
+        );
+        assert!(
+            message(&st).contains("`selector` does not match template `labels`"),
+            "{kind}: {st:#}"
+        );
+        // An operator that does not exist.
+        let mut bad_op = base.clone();
+        bad_op["spec"]["selector"] =
+            json!({"matchExpressions": [{"key": "app", "operator": "Near", "values": ["b"]}]});
+        let st = status(
+            &post(&s, &path, "application/json", &bad_op.to_string()),
+            422,
+            "Invalid",
+        );
+        assert!(
+            causes(&st)
+                .iter()
+                .any(|(f, _)| f.starts_with("spec.selector.matchExpressions[0].operator")),
+            "{kind}: {st:#}"
+        );
+        // An empty selector.
+        let mut empty = base.clone();
+        empty["spec"]["selector"] = json!({});
+        let st = status(
+            &post(&s, &path, "application/json", &empty.to_string()),
+            422,
+            "Invalid",
+        );
+        assert!(
+            causes(&st).iter().any(|(f, _)| f == "spec.selector"),
+            "{kind}: {st:#}"
+        );
+        assert_absent(&s, &format!("{path}/w"));
+    }
+    // Negative replicas on every scalable kind.
+    for (plural, kind) in [
+        ("replicasets", "ReplicaSet"),
+        ("statefulsets", "StatefulSet"),
+    ] {
+        let path = format!("/apis/apps/v1/namespaces/default/{plural}");
+        let body = json!({
+            "apiVersion": "apps/v1", "kind": kind,
+            "metadata": {"name": "n"},
+            "spec": {"replicas": -2, "serviceName": "n", "selector": {"matchLabels": {"app": "a"}}, "template": template(json!({"app": "a"}))}
+        });
+        let st = status(
+            &post(&s, &path, "application/json", &body.to_string()),
+            422,
+            "Invalid",
+        );
+        assert!(
+            causes(&st).iter().any(|(f, _)| f == "spec.replicas"),
+            "{kind}: {st:#}"
+        );
+    }
+    // A Job with a negative parallelism and a manual selector that does not match.
+    let job = json!({
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "j"},
+        "spec": {
+            "parallelism": -1,
+            "manualSelector": true,
+            "selector": {"matchLabels": {"app": "a"}},
+            "template": {"metadata": {"labels": {"app": "b"}}, "spec": {"containers": [{"name": "c", "image": "busybox"}], "restartPolicy": "Never"}}
+        }
+    });
+    let st = status(
+        &post(
+            &s,
+            "/apis/batch/v1/namespaces/default/jobs",
+            "application/json",
+            &job.to_string(),
+        ),
+        422,
+        "Invalid",
+    );
+    let fields: Vec<String> = causes(&st).into_iter().map(|(f, _)| f).collect();
+    assert!(fields.iter().any(|f| f == "spec.parallelism"), "{st:#}");
+    assert!(
+        fields.iter().any(|f| f == "spec.template.metadata.labels"),
+        "{st:#}"
+    );
+}
