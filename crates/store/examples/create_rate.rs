@@ -5,7 +5,8 @@
 //! `cargo run --release -p skiff-store --example create_rate [ops] [reps]`
 //!
 //! With `SKIFF_STORE_SECOND=1` a second `SqliteStore` is opened on the same
-//! file and left idle, to show what following another connection costs.
+//! file and left idle, to show what following another connection costs;
+//! `SKIFF_STORE_FOLLOW_MS=<ms>` sets the stores' `follow_interval`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -39,9 +40,16 @@ async fn main() -> Result<(), Error> {
     let reps = arg(2, 3);
     let dir = tempfile::tempdir()?;
     let path = dir.path().join("store.db");
-    let store = Arc::new(SqliteStore::open(&path, SqliteOptions::default())?);
+    let mut opts = SqliteOptions::default();
+    if let Some(ms) = std::env::var("SKIFF_STORE_FOLLOW_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        opts = opts.follow_interval(Duration::from_millis(ms));
+    }
+    let store = Arc::new(SqliteStore::open(&path, opts.clone())?);
     let _second = match std::env::var_os("SKIFF_STORE_SECOND") {
-        Some(_) => Some(SqliteStore::open(&path, SqliteOptions::default())?),
+        Some(_) => Some(SqliteStore::open(&path, opts)?),
         None => None,
     };
     for writers in [1, 8, 64] {
