@@ -220,6 +220,16 @@ struct Scheduler {
     synced_nodes: bool,
     synced_classes: bool,
     synced_namespaces: bool,
+    stats: Stats,
+}
+
+/// Counters for the periodic debug line.
+#[derive(Default)]
+struct Stats {
+    since: Option<Instant>,
+    bound: u64,
+    unschedulable: u64,
+    failed: u64,
 }
 
 impl Scheduler {
@@ -240,7 +250,31 @@ impl Scheduler {
             synced_nodes: false,
             synced_classes: false,
             synced_namespaces: false,
+            stats: Stats::default(),
         }
+    }
+
+    /// Every few seconds of activity, one debug line with the rates.
+    fn log_stats(&mut self, now: Instant) {
+        let since = *self.stats.since.get_or_insert(now);
+        let elapsed = now.duration_since(since);
+        if elapsed < Duration::from_secs(2) {
+            return;
+        }
+        let s = std::mem::take(&mut self.stats);
+        if s.bound + s.unschedulable + s.failed > 0 {
+            tracing::debug!(
+                bound = s.bound,
+                per_second = (s.bound as f64 / elapsed.as_secs_f64()) as u64,
+                unschedulable = s.unschedulable,
+                failed = s.failed,
+                pending = self.queue.len(),
+                in_flight = self.binds_in_flight,
+                assigned = self.cache.pods.len(),
+                "scheduler progress"
+            );
+        }
+        self.stats.since = Some(now);
     }
 
     fn synced(&self) -> bool {
@@ -269,6 +303,7 @@ impl Scheduler {
                 0
             };
             if scheduled > 0 || drained > 0 {
+                self.log_stats(Instant::now());
                 tokio::task::yield_now().await;
                 continue;
             }
@@ -279,7 +314,11 @@ impl Scheduler {
                     None => return,
                 },
                 Some(r) = self.results_rx.recv() => self.on_bind_result(r),
-                _ = tick.tick() => self.queue.tick(Instant::now()),
+                _ = tick.tick() => {
+                    let now = Instant::now();
+                    self.queue.tick(now);
+                    self.log_stats(now);
+                }
             }
         }
     }
@@ -504,6 +543,7 @@ impl Scheduler {
                 });
             }
             Err(fit) => {
+                self.stats.unschedulable += 1;
                 self.queue.unschedulable(&key, now);
                 self.report_unschedulable(&pod, &fit);
             }
@@ -520,6 +560,7 @@ impl Scheduler {
             .is_some_and(|p| p.assumed && p.uid == r.uid);
         match r.outcome {
             BindOutcome::Bound => {
+                self.stats.bound += 1;
                 self.queue.remove(&r.key);
                 let message = format!("Successfully assigned {} to {}", r.key, r.node);
                 self.recorder
@@ -542,6 +583,7 @@ impl Scheduler {
                 self.queue.retry_later(&r.key, now);
             }
             BindOutcome::Failed(e) => {
+                self.stats.failed += 1;
                 tracing::debug!(pod = %r.key, node = %r.node, error = %e, "binding failed");
                 if still_assumed {
                     self.cache.remove_pod(&r.key);
