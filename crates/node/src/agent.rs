@@ -62,8 +62,13 @@ pub struct AgentConfig {
     pub status_report_interval: Duration,
     /// Pod syncs (status writes) in flight at most.
     pub workers: usize,
-    /// Emit Pulled/Created/Started events when containers start.
+    /// Emit Pulled/Created/Started/Killing events for containers.
     pub container_events: bool,
+    /// Events per second the agent may record, and the burst above that
+    /// (the kubelet's `eventRecordQPS` 50 and `eventBurst` 100); the rest
+    /// are dropped, so a mass start does not turn into thousands of writes.
+    pub event_qps: f64,
+    pub event_burst: u32,
 }
 
 impl AgentConfig {
@@ -79,6 +84,8 @@ impl AgentConfig {
             status_report_interval: Duration::from_secs(60),
             workers: 32,
             container_events: true,
+            event_qps: 50.0,
+            event_burst: 100,
         }
     }
 }
@@ -97,8 +104,15 @@ fn rv(meta: &ObjectMeta) -> u64 {
         .unwrap_or(0)
 }
 
+/// A token bucket (client-go's flowcontrol rate limiter, without waiting).
+struct TokenBucket {
+    tokens: f64,
+    last: Instant,
+}
+
 struct Shared {
     client: Client,
+    events: Mutex<TokenBucket>,
     config: AgentConfig,
     runtime: Arc<dyn NodeRuntime>,
     recorder: Recorder,
@@ -131,6 +145,10 @@ impl Agent {
         Agent {
             shared: Arc::new(Shared {
                 client,
+                events: Mutex::new(TokenBucket {
+                    tokens: f64::from(config.event_burst),
+                    last: Instant::now(),
+                }),
                 config,
                 runtime,
                 recorder,
@@ -177,6 +195,23 @@ impl Agent {
 }
 
 impl Shared {
+    /// Record an event if the rate limit allows it.
+    fn event(&self, object: ObjectReference, kind: EventType, reason: &str, message: &str) {
+        {
+            let mut b = lock(&self.events);
+            let now = Instant::now();
+            let burst = f64::from(self.config.event_burst);
+            let refill = now.duration_since(b.last).as_secs_f64() * self.config.event_qps;
+            b.tokens = (b.tokens + refill).min(burst);
+            b.last = now;
+            if b.tokens < 1.0 {
+                return;
+            }
+            b.tokens -= 1.0;
+        }
+        self.recorder.record(object, kind, reason, message);
+    }
+
     fn nodes(&self) -> Api<Node> {
         Api::all(self.client.clone())
     }
@@ -665,8 +700,8 @@ impl Shared {
         let started = match self.runtime.run_pod(&pod).await {
             Ok(started) => started,
             Err(e) => {
-                self.recorder.publish(
-                    &*pod,
+                self.event(
+                    reference(&*pod),
                     EventType::Warning,
                     "FailedCreatePodSandBox",
                     &format!("Failed to create pod sandbox: {e}"),
@@ -725,19 +760,19 @@ impl Shared {
         for c in all {
             let r = Self::container_ref(pod, &c.name);
             let image = c.image.clone().unwrap_or_default();
-            self.recorder.record(
+            self.event(
                 r.clone(),
                 EventType::Normal,
                 "Pulled",
                 &format!("Container image {image:?} already present on machine"),
             );
-            self.recorder.record(
+            self.event(
                 r.clone(),
                 EventType::Normal,
                 "Created",
                 &format!("Created container: {}", c.name),
             );
-            self.recorder.record(
+            self.event(
                 r,
                 EventType::Normal,
                 "Started",
@@ -761,7 +796,7 @@ impl Shared {
                 .unwrap_or(30);
             if self.config.container_events {
                 for c in pod.spec.iter().flat_map(|s| s.containers.iter()) {
-                    self.recorder.record(
+                    self.event(
                         Self::container_ref(pod, &c.name),
                         EventType::Normal,
                         "Killing",
