@@ -2,4 +2,5 @@
 //! repetitions, and the memory of a process as Linux reports it.
 
 pub mod procfs;
+pub mod server;
 pub mod stats;

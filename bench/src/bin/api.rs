@@ -17,6 +17,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::BodyExt;
 use kube::client::Body;
 use skiff_bench::procfs::{self, Memory};
+use skiff_bench::server::{client, Server};
 use skiff_bench::stats::{median, Latency};
 use skiff_store::{measure_create_rate, ListOptions, SqliteOptions, SqliteStore, Store};
 use tokio::sync::mpsc;
@@ -87,7 +88,7 @@ async fn main() -> Result<()> {
     // The floor first, while nothing else runs.
     let floor = raw_store_floor(&args).await?;
 
-    let server = Server::start(&args.skiff).await?;
+    let server = Server::start(&args.skiff, &[]).await?;
     eprintln!(
         "bench: server pid {} at {} (started in {:?})",
         server.pid, server.url, server.startup
@@ -197,90 +198,6 @@ async fn raw_store_floor(args: &Args) -> Result<Floor> {
         rates.push((writers, r));
     }
     Ok(Floor { rates })
-}
-
-// ---------------------------------------------------------------------------
-// The server under test.
-
-struct Server {
-    child: tokio::process::Child,
-    pid: u32,
-    dir: tempfile::TempDir,
-    kubeconfig: PathBuf,
-    url: String,
-    startup: Duration,
-}
-
-impl Server {
-    async fn start(binary: &Path) -> Result<Server> {
-        ensure!(
-            binary.exists(),
-            "{} not found: run `cargo build --release --bin skiff` (bench/run.sh does)",
-            binary.display()
-        );
-        let dir = tempfile::tempdir()?;
-        let log_path = dir.path().join("server.log");
-        let log = std::fs::File::create(&log_path)?;
-        let began = Instant::now();
-        let child = tokio::process::Command::new(binary)
-            .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(dir.path())
-            // The default log level, as `make run` uses.
-            .env_remove("SKIFF_LOG")
-            .stdin(std::process::Stdio::null())
-            .stdout(std::process::Stdio::null())
-            .stderr(log)
-            .kill_on_drop(true)
-            .spawn()
-            .with_context(|| format!("starting {}", binary.display()))?;
-        let pid = child.id().context("server has no pid")?;
-        let mut server = Server {
-            child,
-            pid,
-            kubeconfig: PathBuf::new(),
-            url: String::new(),
-            dir,
-            startup: Duration::ZERO,
-        };
-        let deadline = began + Duration::from_secs(60);
-        loop {
-            let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-            let url = text
-                .lines()
-                .find_map(|l| l.strip_prefix("skiff API server listening on "));
-            let kubeconfig = text.lines().find_map(|l| l.strip_prefix("kubeconfig: "));
-            if let (Some(url), Some(kubeconfig)) = (url, kubeconfig) {
-                server.url = url.trim().to_owned();
-                server.kubeconfig = PathBuf::from(kubeconfig.trim());
-                server.startup = began.elapsed();
-                return Ok(server);
-            }
-            if let Some(status) = server.child.try_wait()? {
-                bail!("skiff server exited with {status} before listening:\n{text}");
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "skiff server did not listen within 60 s:\n{text}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    /// Kill the server; return its log and its data dir.
-    async fn stop(mut self) -> (String, tempfile::TempDir) {
-        let _ = self.child.start_kill();
-        let _ = self.child.wait().await;
-        let log = std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default();
-        (log, self.dir)
-    }
-}
-
-async fn client(kubeconfig: &Path) -> Result<kube::Client> {
-    let kc = kube::config::Kubeconfig::read_from(kubeconfig)?;
-    let config =
-        kube::Config::from_custom_kubeconfig(kc, &kube::config::KubeConfigOptions::default())
-            .await?;
-    Ok(kube::Client::try_from(config)?)
 }
 
 /// One request through kube-rs's HTTPS stack (TLS with the cluster CA, the

@@ -131,7 +131,10 @@ where
         api: Api<K>,
         config: watcher::Config,
         shutdown: CancellationToken,
-    ) -> (Cache<K>, impl Stream<Item = Result<K, watcher::Error>> + Send + 'static) {
+    ) -> (
+        Cache<K>,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    ) {
         let inner: Arc<RwLock<Inner<K>>> = Arc::new(RwLock::new(Inner::default()));
         let (ready_tx, ready) = watch::channel(false);
         let (tx, rx) = mpsc::unbounded_channel::<K>();

@@ -5,18 +5,18 @@
 //! [`skiff_client::events::Recorder`]. [`run`] starts them all; the binary runs
 //! it only while it holds the controller-manager Lease.
 
+pub mod cronjob;
+pub mod daemonset;
+pub mod deployment;
 pub mod endpoints;
 pub mod endpointslice;
-pub mod replicaset;
-pub mod deployment;
-pub mod cronjob;
+pub mod history;
+pub mod hpa;
 pub mod job;
 pub mod nodelifecycle;
-pub mod hpa;
+pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
-pub mod daemonset;
-pub mod history;
 pub mod statefulset;
 
 use std::sync::Arc;
@@ -28,12 +28,11 @@ pub use runtime::{Context, Error, Settings};
 /// Run every controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
-        // Each controller module adds itself here: tokio::spawn(x::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(replicaset::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(hpa::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(statefulset::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(daemonset::run(ctx.clone(), shutdown.clone())),
-        tokio::spawn(hpa::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(deployment::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(job::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(cronjob::run(ctx.clone(), shutdown.clone())),
@@ -41,7 +40,6 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         tokio::spawn(endpointslice::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(nodelifecycle::run(ctx.clone(), shutdown.clone())),
     ];
-    let _ = &ctx;
     shutdown.cancelled().await;
     for t in tasks {
         let _ = t.await; // each returns once the token is cancelled
