@@ -35,6 +35,7 @@ mod reviews;
 mod scale;
 mod selectors;
 pub mod server;
+mod sparse;
 pub mod state;
 mod store_metrics;
 mod table;

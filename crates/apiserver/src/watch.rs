@@ -26,6 +26,9 @@ struct Render {
     res: Arc<Resource>,
     output: Output,
     params: ListParams,
+    /// What the selectors read (metadata and the selected fields), so events
+    /// are tested without parsing whole objects.
+    selected: crate::sparse::Paths,
 }
 
 impl Render {
@@ -147,10 +150,16 @@ pub async fn start(
         None
     };
     let prefix = res.prefix(ns.as_deref());
+    let selected = crate::sparse::Paths::new(
+        ["metadata.name", "metadata.namespace", "metadata.labels"]
+            .into_iter()
+            .chain(params.fields.reqs.iter().map(|(f, _, _)| source_path(f))),
+    );
     let render = Render {
         res: res.clone(),
         output,
         params: params.clone(),
+        selected,
     };
 
     // rv unset or "0": synthetic ADDED events for the current state, then changes.
@@ -217,6 +226,16 @@ pub async fn start(
     }))
 }
 
+/// Where in the object a field-selector field's value comes from: the field's
+/// own path, except for the two fields upstream names differently.
+fn source_path(field: &str) -> &str {
+    match field {
+        "status.successful" => "status.succeeded", // Jobs
+        "source" => "source.component",            // Events
+        other => other,
+    }
+}
+
 /// Store event → watch event, honouring selectors: an object that starts
 /// matching is ADDED, one that stops matching is DELETED.
 fn translate(render: &Render, rest: &Rest, ev: &skiff_store::Event, first: bool) -> Option<Bytes> {
@@ -233,15 +252,19 @@ fn translate(render: &Render, rest: &Rest, ev: &skiff_store::Event, first: bool)
             .ok()
             .map(|b| Render::raw_event(kind, &b));
     }
-    let decode = |kv: &skiff_store::KeyValue| Rest::decode(res, kv).ok();
-    let new = decode(&ev.kv)?;
+    // Selectors only read metadata and the selected fields: test skeletons.
+    let skeleton = |kv: &skiff_store::KeyValue| render.selected.sparse(&kv.value);
     let matches = |o: &Value| rest.matches(res, o, &render.params);
     let kind = match ev.kind {
-        EventKind::Delete => matches(&new).then_some("DELETED")?,
+        EventKind::Delete => matches(&skeleton(&ev.kv)?).then_some("DELETED")?,
         EventKind::Put => {
-            let old = ev.prev.as_ref().and_then(decode);
-            let now_in = matches(&new);
-            let was_in = old.as_ref().is_some_and(matches);
+            let now_in = matches(&skeleton(&ev.kv)?);
+            let was_in = ev
+                .prev
+                .as_ref()
+                .and_then(skeleton)
+                .as_ref()
+                .is_some_and(matches);
             match (was_in, now_in) {
                 (false, true) => "ADDED",
                 (true, true) => "MODIFIED",
@@ -255,5 +278,6 @@ fn translate(render: &Render, rest: &Rest, ev: &skiff_store::Event, first: bool)
             .ok()
             .map(|b| Render::raw_event(kind, &b));
     }
+    let new = Rest::decode(res, &ev.kv).ok()?;
     Some(render.event(kind, &new, first))
 }

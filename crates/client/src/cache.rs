@@ -98,10 +98,14 @@ impl<K: Resource> Inner<K> {
     }
 }
 
+/// Where changed objects go: one channel per consumer.
+type Subscribers<K> = Arc<std::sync::Mutex<Vec<mpsc::UnboundedSender<K>>>>;
+
 /// A cache of one kind of object.
 pub struct Cache<K> {
     inner: Arc<RwLock<Inner<K>>>,
     ready: watch::Receiver<bool>,
+    subscribers: Subscribers<K>,
 }
 
 impl<K> Clone for Cache<K> {
@@ -109,7 +113,15 @@ impl<K> Clone for Cache<K> {
         Cache {
             inner: Arc::clone(&self.inner),
             ready: self.ready.clone(),
+            subscribers: Arc::clone(&self.subscribers),
         }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
     }
 }
 
@@ -138,9 +150,11 @@ where
         let inner: Arc<RwLock<Inner<K>>> = Arc::new(RwLock::new(Inner::default()));
         let (ready_tx, ready) = watch::channel(false);
         let (tx, rx) = mpsc::unbounded_channel::<K>();
+        let subscribers: Subscribers<K> = Arc::new(std::sync::Mutex::new(vec![tx]));
         let cache = Cache {
             inner: Arc::clone(&inner),
             ready,
+            subscribers: Arc::clone(&subscribers),
         };
         tokio::spawn(async move {
             let mut events = watcher(api, config).default_backoff().boxed();
@@ -157,19 +171,35 @@ where
                         continue;
                     }
                 };
+                // Applied and sent under the subscribers' lock, so a consumer
+                // subscribing meanwhile sees either the new state in its
+                // replay or the change itself (or both: triggers are idempotent).
+                let mut subs = lock(&subscribers);
                 let touched = apply(&inner, ev);
                 if touched.ready {
                     let _ = ready_tx.send(true); // receivers may be gone; fine
                 }
                 for obj in touched.objects {
-                    if tx.send(obj).is_err() {
-                        // Nobody consumes the change stream: keep the cache only.
-                    }
+                    // A consumer that went away is dropped.
+                    subs.retain(|tx| tx.send(obj.clone()).is_ok());
                 }
             }
         });
         let stream = tokio_stream_from(rx).map(Ok);
         (cache, stream)
+    }
+
+    /// Another consumer's stream of changes, starting with every object the
+    /// cache holds now (so its owners are all reconciled once).
+    pub fn subscribe(&self) -> impl Stream<Item = Result<K, watcher::Error>> + Send + 'static {
+        let (tx, rx) = mpsc::unbounded_channel::<K>();
+        let mut subs = lock(&self.subscribers);
+        for obj in self.all() {
+            let _ = tx.send(obj.as_ref().clone()); // the receiver is right here
+        }
+        subs.push(tx);
+        drop(subs);
+        tokio_stream_from(rx).map(Ok)
     }
 
     /// Wait until the first full list has been loaded (or `shutdown`).
@@ -323,4 +353,59 @@ fn tokio_stream_from<T: Send + 'static>(
     mut rx: mpsc::UnboundedReceiver<T>,
 ) -> impl Stream<Item = T> + Send + 'static {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+/// Caches shared by every controller of one leadership term: one watch and
+/// one copy of each kind, however many controllers read it (as client-go's
+/// shared informers).
+pub struct Informers {
+    client: kube::Client,
+    shutdown: CancellationToken,
+    caches: std::sync::Mutex<HashMap<std::any::TypeId, Box<dyn std::any::Any + Send>>>,
+}
+
+impl Debug for Informers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Informers").finish_non_exhaustive()
+    }
+}
+
+impl Informers {
+    /// Caches that stop when `shutdown` is cancelled.
+    pub fn new(client: kube::Client, shutdown: CancellationToken) -> Self {
+        Informers {
+            client,
+            shutdown,
+            caches: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The shared cache of every `K` in the cluster and a change stream of
+    /// the caller's own (see [`Cache::spawn`] and [`Cache::subscribe`]).
+    pub fn all<K>(
+        &self,
+    ) -> (
+        Cache<K>,
+        impl Stream<Item = Result<K, watcher::Error>> + Send + 'static,
+    )
+    where
+        K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+        K::DynamicType: Default + Eq + std::hash::Hash + Clone,
+    {
+        let mut caches = lock(&self.caches);
+        let id = std::any::TypeId::of::<K>();
+        if let Some(c) = caches.get(&id).and_then(|b| b.downcast_ref::<Cache<K>>()) {
+            let c = c.clone();
+            drop(caches);
+            let stream = c.subscribe().boxed();
+            return (c, stream);
+        }
+        let (c, stream) = Cache::spawn(
+            Api::all(self.client.clone()),
+            watcher::Config::default(),
+            self.shutdown.clone(),
+        );
+        caches.insert(id, Box::new(c.clone()));
+        (c, stream.boxed())
+    }
 }

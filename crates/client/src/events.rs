@@ -42,10 +42,51 @@ struct Pending {
     message: String,
 }
 
+/// Events one object may get in a burst, and how fast that allowance refills
+/// (client-go's EventSourceObjectSpamFilter: 25, then one per 5 minutes).
+const SPAM_BURST: f64 = 25.0;
+const SPAM_REFILL_PER_SEC: f64 = 1.0 / 300.0;
+/// Objects remembered by the spam filter before it starts afresh.
+const SPAM_REMEMBERED: usize = 16384;
+
+/// Per-object token buckets, so one object (a ReplicaSet creating a thousand
+/// pods) cannot flood the event store.
+#[derive(Default)]
+struct SpamFilter {
+    buckets: HashMap<String, (f64, std::time::Instant)>,
+}
+
+impl SpamFilter {
+    fn allow(&mut self, object: &ObjectReference) -> bool {
+        let key = format!(
+            "{}/{}/{}/{}",
+            object.kind.as_deref().unwrap_or_default(),
+            object.namespace.as_deref().unwrap_or_default(),
+            object.name.as_deref().unwrap_or_default(),
+            object.uid.as_deref().unwrap_or_default()
+        );
+        if self.buckets.len() >= SPAM_REMEMBERED && !self.buckets.contains_key(&key) {
+            self.buckets.clear();
+        }
+        let now = std::time::Instant::now();
+        let (tokens, last) = self.buckets.entry(key).or_insert((SPAM_BURST, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * SPAM_REFILL_PER_SEC)
+            .min(SPAM_BURST);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
 /// Records events for one component (`deployment-controller`, `default-scheduler`, …).
 #[derive(Clone)]
 pub struct Recorder {
     tx: mpsc::Sender<Pending>,
+    spam: std::sync::Arc<std::sync::Mutex<SpamFilter>>,
 }
 
 impl std::fmt::Debug for Recorder {
@@ -66,12 +107,23 @@ impl Recorder {
             seen: HashMap::new(),
         };
         tokio::spawn(writer.run(rx));
-        Recorder { tx }
+        Recorder {
+            tx,
+            spam: Default::default(),
+        }
     }
 
     /// Queue an event about `object`. Never blocks and never fails: a full
-    /// queue drops the event (and says so in the log).
+    /// queue, or an object over its event allowance, drops the event.
     pub fn record(&self, object: ObjectReference, kind: EventType, reason: &str, message: &str) {
+        let allowed = match self.spam.lock() {
+            Ok(mut f) => f.allow(&object),
+            Err(p) => p.into_inner().allow(&object),
+        };
+        if !allowed {
+            tracing::trace!(reason, "event over the object's allowance, dropped");
+            return;
+        }
         let pending = Pending {
             object,
             kind,
@@ -198,5 +250,27 @@ impl Writer {
         }
         self.seen.insert(key, (name, 1));
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_object_gets_a_burst_then_waits() {
+        let mut f = SpamFilter::default();
+        let a = ObjectReference {
+            kind: Some("ReplicaSet".into()),
+            name: Some("a".into()),
+            ..Default::default()
+        };
+        let b = ObjectReference {
+            name: Some("b".into()),
+            ..a.clone()
+        };
+        let allowed = (0..100).filter(|_| f.allow(&a)).count();
+        assert_eq!(allowed, 25);
+        assert!(f.allow(&b), "another object has its own allowance");
     }
 }

@@ -69,16 +69,8 @@ struct State {
 /// Run until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let (pods, pod_changes) = Cache::<Pod>::spawn(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-    );
-    let (nodes, node_changes) = Cache::<Node>::spawn(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-    );
+    let (pods, pod_changes) = ctx.informers.all::<Pod>();
+    let (nodes, node_changes) = ctx.informers.all::<Node>();
     tokio::select! {
         _ = shutdown.cancelled() => return,
         _ = async { pods.wait_ready().await; nodes.wait_ready().await } => {}

@@ -27,6 +27,7 @@ pub use runtime::{Context, Error, Settings};
 
 /// Run every controller until `shutdown` is cancelled.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
+    let ctx = ctx.for_term(shutdown.clone());
     let tasks: Vec<tokio::task::JoinHandle<()>> = vec![
         tokio::spawn(scheduler::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(replicaset::run(ctx.clone(), shutdown.clone())),

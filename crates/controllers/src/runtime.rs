@@ -6,8 +6,10 @@ use std::time::Duration;
 
 use kube::runtime::controller::Action;
 use kube::Client;
+use skiff_client::cache::Informers;
 use skiff_client::events::Recorder;
 use skiff_client::metrics::PodMetricsSource;
+use tokio_util::sync::CancellationToken;
 
 /// Errors a reconcile can end with; all of them are retried with backoff.
 #[derive(Debug, thiserror::Error)]
@@ -44,6 +46,8 @@ pub struct Context {
     /// Where the autoscaler reads pod CPU and memory usage.
     pub metrics: Arc<dyn PodMetricsSource>,
     pub settings: Settings,
+    /// Watch-fed caches shared by the controllers of one leadership term.
+    pub informers: Informers,
 }
 
 impl Context {
@@ -53,9 +57,21 @@ impl Context {
         settings: Settings,
     ) -> Arc<Self> {
         Arc::new(Context {
+            informers: Informers::new(client.clone(), CancellationToken::new()),
             client,
             metrics,
             settings,
+        })
+    }
+
+    /// The context of one leadership term: fresh shared caches that stop
+    /// with `shutdown`.
+    pub fn for_term(&self, shutdown: CancellationToken) -> Arc<Self> {
+        Arc::new(Context {
+            client: self.client.clone(),
+            metrics: Arc::clone(&self.metrics),
+            settings: self.settings.clone(),
+            informers: Informers::new(self.client.clone(), shutdown),
         })
     }
 

@@ -73,11 +73,7 @@ struct State {
 /// Run until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let (pods, pod_changes) = Cache::<Pod>::spawn(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-    );
+    let (pods, pod_changes) = ctx.informers.all::<Pod>();
     tokio::select! {
         _ = shutdown.cancelled() => return,
         _ = pods.wait_ready() => {}

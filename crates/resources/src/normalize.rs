@@ -54,6 +54,11 @@ pub(crate) fn decode<K: DeserializeOwned>(
     cache: &SchemaCache,
 ) -> Result<K, String> {
     strip_nulls(&mut obj);
+    // The common case: a well-formed object decodes straight from the value
+    // (no copy, no path tracking); only a failure pays for the diagnosis below.
+    if let Ok(k) = K::deserialize(&obj) {
+        return Ok(k);
+    }
     let mut filled = false;
     for _ in 0..MAX_FILL_ROUNDS {
         let err = match serde_path_to_error::deserialize::<_, K>(obj.clone()) {

@@ -44,11 +44,7 @@ struct State {
 /// Run until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let (jobs, job_changes) = Cache::<Job>::spawn(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-    );
+    let (jobs, job_changes) = ctx.informers.all::<Job>();
     tokio::select! {
         _ = shutdown.cancelled() => return,
         _ = jobs.wait_ready() => {}

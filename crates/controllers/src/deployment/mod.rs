@@ -44,11 +44,7 @@ struct State {
 /// Run until `shutdown`.
 pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
     let client = ctx.client.clone();
-    let (rss, rs_changes) = Cache::<ReplicaSet>::spawn(
-        Api::all(client.clone()),
-        watcher::Config::default(),
-        shutdown.clone(),
-    );
+    let (rss, rs_changes) = ctx.informers.all::<ReplicaSet>();
     tokio::select! {
         _ = shutdown.cancelled() => return,
         _ = rss.wait_ready() => {}
