@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the release server and the API benchmark, then run it once.
+# Build the release server and the benchmarks (API, scale), then run each once.
 # The report is printed and also written to target/bench/api.md; copy it into
 # docs/benchmarks.md when recording a run. Extra arguments go to the benchmark
 # (see `target/release/api --help`).
@@ -8,6 +8,9 @@ cd "$(dirname "$0")/.."
 
 cargo build --release --bin skiff -p skiff
 cargo build --release --bin api -p skiff-bench
+cargo build --release --bin scale -p skiff-bench
 
 # Bounded: every run inside the benchmark also has its own cap.
 timeout 600 ./target/release/api --skiff target/release/skiff --out target/bench/api.md "$@"
+# The scale benchmark (fake nodes): Deployment to 1k and 10k pods, a 1k rollout.
+timeout 900 ./target/release/scale --skiff target/release/skiff --out target/bench/scale.md
