@@ -81,7 +81,7 @@ pub async fn handle(
     method: &Method,
     headers: &HeaderMap,
     q: &Query,
-    mut body: Body,
+    body: Body,
 ) -> ApiResult<Response> {
     let Some(spec) = res.def.scale.clone() else {
         return Err(ApiError::NotFound {
@@ -91,6 +91,12 @@ pub async fn handle(
     };
     let rest = &state.rest;
     let ns = if res.def.namespaced { ns } else { None };
+    // Read once: a PATCH that meets a concurrent write is retried on a fresh
+    // read of the object, with the same body.
+    let bytes = match *method {
+        Method::PUT | Method::PATCH => crate::handlers::read_body(body).await?,
+        _ => Default::default(),
+    };
     for _ in 0..5 {
         let key = res.key(ns, name);
         let Some(kv) = rest.store.get(&key).await? else {
@@ -101,7 +107,6 @@ pub async fn handle(
         let new_scale = match *method {
             Method::GET => return Ok(reply(&scale)),
             Method::PUT => {
-                let bytes = crate::handlers::read_body(std::mem::take(&mut body)).await?;
                 let v = content::decode_body(&content::content_type(headers), &bytes)?;
                 if let Some(rv) = v
                     .pointer("/metadata/resourceVersion")
@@ -115,7 +120,6 @@ pub async fn handle(
             }
             Method::PATCH => {
                 let media = content::content_type(headers);
-                let bytes = crate::handlers::read_body(std::mem::take(&mut body)).await?;
                 let patch = content::decode_body(&media, &bytes)?;
                 let bad = |e: skiff_patch::Error| ApiError::bad_request(e.to_string());
                 match PatchType::from_media(&media)? {
