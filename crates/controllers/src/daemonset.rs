@@ -49,6 +49,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::history::{self, HASH_LABEL};
 use crate::runtime::{Backoff, Context, Error};
+use crate::scheduler::affinity;
 use crate::statefulset::{claim_pods, scaled};
 
 /// Deprecated label upstream still sets on daemon pods.
@@ -141,77 +142,15 @@ fn add_daemon_tolerations(spec: &mut PodSpec) {
     }
 }
 
-/// Whether `toleration` tolerates `taint` (upstream's ToleratesTaint).
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    let effect = toleration.effect.as_deref().unwrap_or("");
-    if !effect.is_empty() && effect != taint.effect {
-        return false;
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" => {
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
-
 fn untolerated<'a>(
     taints: &'a [Taint],
     tolerations: &[Toleration],
     effects: &[&str],
 ) -> Option<&'a Taint> {
     taints.iter().find(|t| {
-        effects.contains(&t.effect.as_str()) && !tolerations.iter().any(|tol| tolerates(tol, t))
+        effects.contains(&t.effect.as_str())
+            && !tolerations.iter().any(|tol| affinity::tolerates(tol, t))
     })
-}
-
-fn requirement_matches(r: &NodeSelectorRequirement, value: Option<&str>) -> bool {
-    let values = r.values.as_deref().unwrap_or(&[]);
-    match r.operator.as_str() {
-        "In" => value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "NotIn" => !value.is_some_and(|v| values.iter().any(|x| x == v)),
-        "Exists" => value.is_some(),
-        "DoesNotExist" => value.is_none(),
-        "Gt" | "Lt" => {
-            let (Some(v), Some(bound)) = (
-                value.and_then(|v| v.parse::<i64>().ok()),
-                values.first().and_then(|b| b.parse::<i64>().ok()),
-            ) else {
-                return false;
-            };
-            if r.operator == "Gt" {
-                v > bound
-            } else {
-                v < bound
-            }
-        }
-        _ => false,
-    }
-}
-
-/// Whether a node selector term matches `node` (all requirements; a term
-/// with none matches nothing, as upstream).
-fn term_matches(term: &NodeSelectorTerm, node: &Node) -> bool {
-    let exprs = term.match_expressions.as_deref().unwrap_or(&[]);
-    let fields = term.match_fields.as_deref().unwrap_or(&[]);
-    if exprs.is_empty() && fields.is_empty() {
-        return false;
-    }
-    let labels = node.labels();
-    let name = node.name_any();
-    exprs
-        .iter()
-        .all(|r| requirement_matches(r, labels.get(&r.key).map(String::as_str)))
-        && fields.iter().all(|r| {
-            let value = (r.key == "metadata.name").then_some(name.as_str());
-            r.key == "metadata.name" && requirement_matches(r, value)
-        })
 }
 
 /// Whether a pod with `spec` may run on `node` and whether an existing one
@@ -240,7 +179,7 @@ pub fn node_should_run(spec: &PodSpec, node: &Node) -> (bool, bool) {
         if !req
             .node_selector_terms
             .iter()
-            .any(|t| term_matches(t, node))
+            .any(|t| affinity::term_matches(t, &node.name_any(), labels))
         {
             return (false, false);
         }

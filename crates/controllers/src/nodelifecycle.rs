@@ -37,6 +37,7 @@ use skiff_client::objects;
 use tokio_util::sync::CancellationToken;
 
 use crate::runtime::{Context, Error};
+use crate::scheduler::affinity;
 
 /// Node Leases live here.
 pub const LEASE_NAMESPACE: &str = "kube-node-lease";
@@ -183,27 +184,6 @@ pub fn with_readiness_taints(taints: &[Taint], key: Option<&str>, now: Timestamp
     out
 }
 
-/// Whether `toleration` tolerates `taint` (upstream's ToleratesTaint).
-fn tolerates(toleration: &Toleration, taint: &Taint) -> bool {
-    if let Some(effect) = toleration.effect.as_deref().filter(|e| !e.is_empty()) {
-        if effect != taint.effect {
-            return false;
-        }
-    }
-    let key = toleration.key.as_deref().unwrap_or("");
-    if !key.is_empty() && key != taint.key {
-        return false;
-    }
-    match toleration.operator.as_deref().unwrap_or("Equal") {
-        "Exists" => true,
-        "Equal" | "" => {
-            !key.is_empty()
-                && toleration.value.as_deref().unwrap_or("") == taint.value.as_deref().unwrap_or("")
-        }
-        _ => false,
-    }
-}
-
 /// When a pod on a node with `taints` must be evicted: `None` if it
 /// tolerates every NoExecute taint for ever, `Some(t)` otherwise (`t` may
 /// be in the past: at once).
@@ -216,7 +196,7 @@ pub fn eviction_time(
     for taint in taints.iter().filter(|t| t.effect == "NoExecute") {
         let matching: Vec<&Toleration> = tolerations
             .iter()
-            .filter(|tol| tolerates(tol, taint))
+            .filter(|tol| affinity::tolerates(tol, taint))
             .collect();
         if matching.is_empty() {
             return Some(now);
