@@ -1,41 +1,8 @@
-//! Just enough of Kubernetes' resource.Quantity to read `250m`, `1.5`, `64Mi`, `1G`, `2e3`.
+//! Usage quantities (`250m`, `1.5`, `64Mi`, `1G`, `2e3`) as the fake runtime
+//! reports them; parsing is skiff-resources' (negative values are not usage).
 
-/// The value of a quantity in base units (cores, bytes), or `None` if it is not one.
-pub fn parse(s: &str) -> Option<f64> {
-    let s = s.trim();
-    if s.is_empty() {
-        return None;
-    }
-    let split = s
-        .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
-        .unwrap_or(s.len());
-    let (number, suffix) = s.split_at(split);
-    let number: f64 = number.parse().ok()?;
-    let factor = match suffix {
-        "" => 1.0,
-        "n" => 1e-9,
-        "u" => 1e-6,
-        "m" => 1e-3,
-        "k" => 1e3,
-        "M" => 1e6,
-        "G" => 1e9,
-        "T" => 1e12,
-        "P" => 1e15,
-        "E" => 1e18,
-        "Ki" => 1024.0,
-        "Mi" => 1024.0 * 1024.0,
-        "Gi" => 1024.0 * 1024.0 * 1024.0,
-        "Ti" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        "Pi" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        "Ei" => 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0 * 1024.0,
-        e if e.starts_with(['e', 'E']) => {
-            let exp: i32 = e[1..].parse().ok()?;
-            10f64.powi(exp)
-        }
-        _ => return None,
-    };
-    let v = number * factor;
-    (v.is_finite() && v >= 0.0).then_some(v)
+fn parse(s: &str) -> Option<f64> {
+    skiff_resources::parse_quantity(s).filter(|v| *v >= 0.0)
 }
 
 /// CPU in millicores.

@@ -28,3 +28,5 @@ pub use selector::{label_selector_string, scale_selector};
 pub use strategy::Strategy;
 pub use table::{Column, Row};
 pub use tables::human_duration;
+/// A resource quantity (`250m`, `1.5Gi`, `2e3`) as a floating-point value in base units.
+pub use validation::quantity::parse as parse_quantity;

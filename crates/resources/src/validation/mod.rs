@@ -8,7 +8,7 @@ pub(crate) mod meta;
 pub(crate) mod names;
 pub(crate) mod other;
 pub(crate) mod pod;
-mod quantity;
+pub(crate) mod quantity;
 pub(crate) mod service;
 pub(crate) mod workloads;
 

@@ -1,7 +1,7 @@
 //! Just enough `resource.Quantity` parsing to compare requests with limits.
 
 /// The value of a quantity string (`500m`, `1.5Gi`, `2e3`), or `None` if malformed.
-pub(crate) fn parse(s: &str) -> Option<f64> {
+pub fn parse(s: &str) -> Option<f64> {
     let s = s.trim();
     let split = s
         .find(|c: char| !(c.is_ascii_digit() || c == '.' || c == '+' || c == '-'))
