@@ -139,3 +139,31 @@ pub enum PodName {
     /// An exact name (StatefulSet ordinals).
     Fixed(String),
 }
+
+/// Replace `obj`'s owner references with `refs` (adopting or releasing it),
+/// guarded by its uid and resourceVersion. `Ok(None)` when the object is gone
+/// or changed meanwhile: the next sync decides again.
+pub async fn set_owner_references<K>(
+    api: &kube::Api<K>,
+    obj: &K,
+    refs: Vec<OwnerReference>,
+) -> Result<Option<K>, kube::Error>
+where
+    K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+{
+    let patch = serde_json::json!({
+        "metadata": {"ownerReferences": refs, "resourceVersion": obj.resource_version(), "uid": obj.uid()}
+    });
+    match api
+        .patch(
+            &obj.name_any(),
+            &kube::api::PatchParams::default(),
+            &kube::api::Patch::Merge(&patch),
+        )
+        .await
+    {
+        Ok(o) => Ok(Some(o)),
+        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
+        Err(e) => Err(e),
+    }
+}

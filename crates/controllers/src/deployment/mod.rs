@@ -169,14 +169,14 @@ async fn claim(
                 .filter(|r| r.uid != uid)
                 .cloned()
                 .collect();
-            set_owners(api, &rs, refs).await?;
+            objects::set_owner_references(api, rs.as_ref(), refs).await?;
         }
     }
     for rs in st.rss.orphans(&ns) {
         if rs.metadata.deletion_timestamp.is_none() && objects::selects(&selector, rs.labels()) {
             let mut refs = rs.owner_references().to_vec();
             refs.push(objects::controller_ref(d));
-            if let Some(adopted) = set_owners(api, &rs, refs).await? {
+            if let Some(adopted) = objects::set_owner_references(api, rs.as_ref(), refs).await? {
                 out.push(adopted);
             }
         }
@@ -187,28 +187,6 @@ async fn claim(
         ta.cmp(&tb).then_with(|| a.name_any().cmp(&b.name_any()))
     });
     Ok(out)
-}
-
-async fn set_owners(
-    api: &Api<ReplicaSet>,
-    rs: &ReplicaSet,
-    refs: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<Option<ReplicaSet>, Error> {
-    let patch = serde_json::json!({
-        "metadata": {"ownerReferences": refs, "resourceVersion": rs.resource_version(), "uid": rs.uid()}
-    });
-    match api
-        .patch(
-            &rs.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(r) => Ok(Some(r)),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 impl Sync<'_> {

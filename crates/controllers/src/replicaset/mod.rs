@@ -83,7 +83,13 @@ async fn reconcile(rs: Arc<ReplicaSet>, st: Arc<State>) -> Result<Action, Error>
         if objects::selects(&spec.selector, pod.labels()) {
             owned.push(pod);
         } else if pod.metadata.deletion_timestamp.is_none() {
-            release(&pods_api, &pod, &uid).await?;
+            let refs: Vec<_> = pod
+                .owner_references()
+                .iter()
+                .filter(|r| r.uid != uid)
+                .cloned()
+                .collect();
+            objects::set_owner_references(&pods_api, pod.as_ref(), refs).await?;
         }
     }
     if rs.metadata.deletion_timestamp.is_none() {
@@ -92,7 +98,11 @@ async fn reconcile(rs: Arc<ReplicaSet>, st: Arc<State>) -> Result<Action, Error>
                 && !objects::pod_terminal(&pod)
                 && objects::selects(&spec.selector, pod.labels())
             {
-                if let Some(adopted) = adopt(&pods_api, &pod, rs.as_ref()).await? {
+                let mut refs = pod.owner_references().to_vec();
+                refs.push(objects::controller_ref(rs.as_ref()));
+                if let Some(adopted) =
+                    objects::set_owner_references(&pods_api, pod.as_ref(), refs).await?
+                {
                     owned.push(Arc::new(adopted));
                 }
             }
@@ -234,62 +244,6 @@ async fn delete_pods(
     match first_err {
         Some(e) => Err(e.into()),
         None => Ok(()),
-    }
-}
-
-/// Take an orphan: add our controller reference, guarded by its resourceVersion.
-async fn adopt(api: &Api<Pod>, pod: &Pod, rs: &ReplicaSet) -> Result<Option<Pod>, Error> {
-    let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
-    refs.push(objects::controller_ref(rs));
-    let patch = serde_json::json!({
-        "metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": pod.resource_version(),
-            "uid": pod.uid(),
-        }
-    });
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(p) => Ok(Some(p)),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// Drop our controller reference from a pod that no longer matches.
-async fn release(api: &Api<Pod>, pod: &Pod, uid: &str) -> Result<(), Error> {
-    let refs: Vec<_> = pod
-        .metadata
-        .owner_references
-        .clone()
-        .unwrap_or_default()
-        .into_iter()
-        .filter(|r| r.uid != uid)
-        .collect();
-    let patch = serde_json::json!({
-        "metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": pod.resource_version(),
-            "uid": pod.uid(),
-        }
-    });
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(()),
-        Err(e) => Err(e.into()),
     }
 }
 
