@@ -174,25 +174,7 @@ async fn adopt<K: Resource<DynamicType = ()>>(
 ) -> Result<Option<ControllerRevision>, Error> {
     let mut refs = rev.metadata.owner_references.clone().unwrap_or_default();
     refs.push(objects::controller_ref(owner));
-    let patch = serde_json::json!({
-        "metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": rev.resource_version(),
-            "uid": rev.uid(),
-        }
-    });
-    match api
-        .patch(
-            &rev.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(r) => Ok(Some(r)),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
+    Ok(objects::set_owner_references(api, rev, refs).await?)
 }
 
 fn sort(revs: &mut [ControllerRevision]) {

@@ -765,7 +765,7 @@ where
             .into_iter()
             .filter(|r| r.uid != uid)
             .collect();
-        set_owners(&api, &pod, refs).await?;
+        objects::set_owner_references(&api, pod.as_ref(), refs).await?;
     }
     if owner.meta().deletion_timestamp.is_none() {
         for pod in pods.orphans(&ns) {
@@ -778,38 +778,12 @@ where
             }
             let mut refs = pod.metadata.owner_references.clone().unwrap_or_default();
             refs.push(objects::controller_ref(owner));
-            if let Some(adopted) = set_owners(&api, &pod, refs).await? {
+            if let Some(adopted) = objects::set_owner_references(&api, pod.as_ref(), refs).await? {
                 claimed.push(Arc::new(adopted));
             }
         }
     }
     Ok(claimed)
-}
-
-async fn set_owners(
-    api: &Api<Pod>,
-    pod: &Pod,
-    refs: Vec<k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference>,
-) -> Result<Option<Pod>, Error> {
-    let patch = json!({
-        "metadata": {
-            "ownerReferences": refs,
-            "resourceVersion": pod.resource_version(),
-            "uid": pod.uid(),
-        }
-    });
-    match api
-        .patch(
-            &pod.name_any(),
-            &PatchParams::default(),
-            &Patch::Merge(&patch),
-        )
-        .await
-    {
-        Ok(p) => Ok(Some(p)),
-        Err(kube::Error::Api(s)) if s.code == 404 || s.code == 409 => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }
 
 #[cfg(test)]
