@@ -1,6 +1,7 @@
 """CRUD, selectors, pagination and conflicts through CoreV1Api/AppsV1Api."""
 
 from kubernetes import client
+from kubernetes.client.rest import ApiException
 
 from helpers import check, connect, expect_api_error, namespace
 
@@ -100,8 +101,17 @@ check(d.spec.replicas == 2 and d.metadata.generation == 1, "deployment created w
 check(d.spec.strategy.type == "RollingUpdate", "defaults applied (strategy RollingUpdate)")
 check(d.spec.template.spec.containers[0].image_pull_policy == "IfNotPresent", "container defaults applied")
 
-d.spec.replicas = 4
-d = apps.replace_namespaced_deployment("web", ns, d)
+# The deployment controller writes status right after the create, so a replace
+# is a read-modify-write retried on 409 Conflict, as client-go's RetryOnConflict.
+for attempt in range(10):
+    d = apps.read_namespaced_deployment("web", ns)
+    d.spec.replicas = 4
+    try:
+        d = apps.replace_namespaced_deployment("web", ns, d)
+        break
+    except ApiException as e:
+        if e.status != 409 or attempt == 9:
+            raise
 check(d.spec.replicas == 4 and d.metadata.generation == 2, "replace bumps generation")
 
 d = apps.patch_namespaced_deployment(
