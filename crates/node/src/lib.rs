@@ -5,6 +5,7 @@
 //! through their phases without processes. See `docs/fake-nodes.md`.
 
 pub mod agent;
+pub mod cni;
 pub mod fake;
 mod ipam;
 mod quantity;
