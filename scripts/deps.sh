@@ -9,7 +9,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v make >/dev/null || need_apt+=(make)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 # The virtual node: an OCI runtime, CNI plugins, namespaces and packet filtering;
-# busybox-static builds the test images, skopeo and docker-registry serve pull tests.
+# busybox-static builds the test images; skopeo pushes them for pull tests (the
+# registry those tests run, docker-registry, is not installed yet).
 command -v runc >/dev/null || need_apt+=(runc)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
