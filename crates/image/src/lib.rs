@@ -8,9 +8,11 @@
 //! image's layers into a container root filesystem; [`build`] makes small
 //! test images from host files.
 
+pub mod build;
 pub mod digest;
 pub mod error;
 mod import;
+pub mod mount;
 pub mod reference;
 mod store;
 pub mod unpack;

@@ -1,0 +1,210 @@
+//! Container root filesystems: an image's layers stacked with overlayfs.
+//!
+//! `<container_dir>/rootfs` is an overlay of the image's unpacked layers
+//! (read-only, shared by every container of the image) under
+//! `<container_dir>/upper` (this container's changes), with
+//! `<container_dir>/work` as overlayfs' work dir.
+//!
+//! Length limit: the classic `mount(2)` passes all options in one page
+//! (4095 bytes), which holds ~40 layers at the default store path
+//! (`~/.skiff/images/layers/<64 hex>/fs` is ~90 bytes). Longer stacks are
+//! mounted with the new mount API, one `lowerdir+` per layer (Linux 6.8+),
+//! where each layer path may be up to 255 bytes. Paths must not contain
+//! `:`, `,` or `\` (overlayfs option syntax).
+
+use std::fs;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+use rustix::mount::{
+    FsMountFlags, FsOpenFlags, MountAttrFlags, MountFlags, MoveMountFlags, UnmountFlags,
+};
+
+use crate::error::{Error, IoContext, Result};
+use crate::store::Image;
+
+/// Bytes the classic mount(2) accepts for the options string.
+const PAGE_LIMIT: usize = 4095;
+
+/// Mount `image`'s root filesystem at `<container_dir>/rootfs` and return
+/// that path. Mounting an already mounted rootfs returns it unchanged.
+pub fn mount_rootfs(image: &Image, container_dir: &Path) -> Result<PathBuf> {
+    let upper = container_dir.join("upper");
+    let work = container_dir.join("work");
+    let rootfs = container_dir.join("rootfs");
+    for d in [&upper, &work, &rootfs] {
+        fs::create_dir_all(d).ctx("creating", d)?;
+    }
+    let rootfs = rootfs.canonicalize().ctx("resolving", &rootfs)?;
+    let upper = upper.canonicalize().ctx("resolving", &upper)?;
+    let work = work.canonicalize().ctx("resolving", &work)?;
+    if is_mount_point(&rootfs) {
+        return Ok(rootfs);
+    }
+    let mut lowers: Vec<PathBuf> = image.layers.iter().rev().cloned().collect();
+    if lowers.is_empty() {
+        // overlayfs needs a lower layer; an image without layers gets an empty one.
+        let empty = container_dir.join("empty");
+        fs::create_dir_all(&empty).ctx("creating", &empty)?;
+        lowers.push(empty);
+    }
+    let fail = |reason: String| Error::Mount {
+        path: rootfs.clone(),
+        reason,
+    };
+    let mut lower_strs = Vec::with_capacity(lowers.len());
+    for l in lowers.iter().chain([&upper, &work]) {
+        let s = l
+            .to_str()
+            .ok_or_else(|| fail(format!("{} is not UTF-8", l.display())))?;
+        if s.contains([':', ',', '\\']) {
+            return Err(fail(format!("{s} contains ':', ',' or '\\'")));
+        }
+        lower_strs.push(s.to_string());
+    }
+    let (upper_s, work_s) = (path_str(&upper), path_str(&work));
+    lower_strs.truncate(lowers.len());
+
+    let opts = format!(
+        "lowerdir={},upperdir={upper_s},workdir={work_s}",
+        lower_strs.join(":")
+    );
+    if opts.len() <= PAGE_LIMIT {
+        let data = std::ffi::CString::new(opts).map_err(|e| fail(e.to_string()))?;
+        rustix::mount::mount(
+            "overlay",
+            &rootfs,
+            "overlay",
+            MountFlags::empty(),
+            data.as_c_str(),
+        )
+        .map_err(|e| fail(format!("mount(2): {e}")))?;
+    } else {
+        mount_per_layer(&lower_strs, &upper_s, &work_s, &rootfs)
+            .map_err(|e| fail(format!("{} layers via lowerdir+: {e}", lower_strs.len())))?;
+    }
+    tracing::debug!(rootfs = %rootfs.display(), layers = lowers.len(), "mounted rootfs");
+    Ok(rootfs)
+}
+
+fn path_str(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The new mount API: no limit on the number of layers.
+fn mount_per_layer(
+    lowers: &[String],
+    upper: &str,
+    work: &str,
+    target: &Path,
+) -> rustix::io::Result<()> {
+    let fsfd = rustix::mount::fsopen("overlay", FsOpenFlags::FSOPEN_CLOEXEC)?;
+    for l in lowers {
+        rustix::mount::fsconfig_set_string(fsfd.as_fd(), "lowerdir+", l.as_str())?;
+    }
+    rustix::mount::fsconfig_set_string(fsfd.as_fd(), "upperdir", upper)?;
+    rustix::mount::fsconfig_set_string(fsfd.as_fd(), "workdir", work)?;
+    rustix::mount::fsconfig_create(fsfd.as_fd())?;
+    let mnt = rustix::mount::fsmount(
+        fsfd.as_fd(),
+        FsMountFlags::FSMOUNT_CLOEXEC,
+        MountAttrFlags::empty(),
+    )?;
+    rustix::mount::move_mount(
+        mnt.as_fd(),
+        "",
+        rustix::fs::CWD,
+        target,
+        MoveMountFlags::MOVE_MOUNT_F_EMPTY_PATH,
+    )
+}
+
+/// Unmount `<container_dir>/rootfs` and delete the overlay's directories
+/// (the container's changes go with them). Idempotent: fine when nothing
+/// is mounted, when the directories are gone, or after a crash.
+pub fn unmount_rootfs(container_dir: &Path) -> Result<()> {
+    let rootfs = container_dir.join("rootfs");
+    let Ok(real) = rootfs.canonicalize() else {
+        return Ok(()); // nothing there
+    };
+    // Stacked mounts are possible after a crash between mount and record:
+    // take them all off (bounded).
+    for _ in 0..16 {
+        if !is_mount_point(&real) {
+            break;
+        }
+        if let Err(e) = rustix::mount::unmount(&real, UnmountFlags::empty()) {
+            if e == rustix::io::Errno::BUSY {
+                rustix::mount::unmount(&real, UnmountFlags::DETACH).ctx("unmounting", &real)?;
+            } else if e != rustix::io::Errno::INVAL {
+                return Err(e).ctx("unmounting", &real);
+            }
+        }
+    }
+    if is_mount_point(&real) {
+        return Err(Error::Mount {
+            path: real,
+            reason: "still mounted after unmounting".into(),
+        });
+    }
+    for sub in ["rootfs", "upper", "work", "empty"] {
+        let p = container_dir.join(sub);
+        match fs::remove_dir_all(&p) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).ctx("removing", &p),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `path` (canonical) is a mount point in this mount namespace.
+pub fn is_mount_point(path: &Path) -> bool {
+    let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape(mp) == want)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let b = bytes.get(i).copied().unwrap_or(0);
+        let oct = bytes.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|t| u8::from_str_radix(t, 8).ok())
+        });
+        match (b, oct) {
+            (b'\\', Some(v)) => {
+                out.push(v);
+                i += 4;
+            }
+            _ => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+        assert!(is_mount_point(Path::new("/")));
+        assert!(!is_mount_point(Path::new("/definitely/not/a/mount")));
+    }
+}
