@@ -10,6 +10,8 @@ use clap::{Parser, Subcommand};
 use skiff_store::{Revision, SqliteOptions, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
+mod image_cmd;
+
 /// The control plane allocates and frees many small JSON values per request
 /// and watch event; mimalloc keeps that cheap where glibc's allocator spent
 /// over a third of the CPU consolidating and unlinking chunks under load.
@@ -34,6 +36,8 @@ enum Command {
     Server(ServerArgs),
     /// Print the skiff version and the Kubernetes API version it serves.
     Version,
+    /// Manage the node's image store: import, ls, rm, prune.
+    Image(image_cmd::ImageArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -78,6 +82,7 @@ fn default_data_dir() -> PathBuf {
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
+        Command::Image(args) => image_cmd::run(args, default_data_dir()),
         Command::Version => {
             let v = skiff_apiserver::version::info();
             println!("skiff {}", env!("CARGO_PKG_VERSION"));
