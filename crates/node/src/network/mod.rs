@@ -17,6 +17,10 @@ mod error;
 pub mod resolv;
 pub mod rules;
 mod sync;
+#[cfg(test)]
+mod test_util;
+#[cfg(test)]
+mod tests;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::sync::Arc;
