@@ -137,8 +137,20 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     eprintln!("  export KUBECONFIG={}", running.kubeconfig_path.display());
 
     let client = skiff_client::in_process(running.router.clone(), &running.internal_token)?;
+    // Nodes running in this process serve pods/log, exec, attach and
+    // port-forward through this registry (node name -> kubelet router).
+    let nodes = skiff_node::kubelet::InProcessNodes::new();
+    running.state.set_node_connector(nodes.clone());
     let metrics: Arc<dyn skiff_client::metrics::PodMetricsSource> = if args.fake_nodes > 0 {
-        skiff_node::start_fake_nodes(client.clone(), args.fake_nodes, shutdown.clone()).await?
+        let fake =
+            skiff_node::start_fake_nodes(client.clone(), args.fake_nodes, shutdown.clone()).await?;
+        for (name, runtime) in fake.runtimes() {
+            nodes.register(
+                name,
+                skiff_node::kubelet::router(runtime.clone(), shutdown.clone()),
+            );
+        }
+        fake
     } else {
         Arc::new(skiff_client::metrics::NoMetrics)
     };

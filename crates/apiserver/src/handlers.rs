@@ -104,6 +104,9 @@ async fn route(state: Arc<ApiState>, info: RequestInfo, req: Request) -> ApiResu
                 .ok_or_else(not_found_path)
         }
         RequestInfo::NonResource { path } => non_resource(&state, &path, req).await,
+        RequestInfo::Resource(r) if crate::pod_streams::handles(&r) => {
+            crate::pod_streams::serve(state, r, req).await
+        }
         RequestInfo::Resource(r) if r.verb == Verb::Create && r.name.is_none() => {
             if let Some(kind) = crate::reviews::kind_of(&r.group, &r.version, &r.resource) {
                 let user = req

@@ -26,6 +26,7 @@ pub mod metrics;
 pub mod object;
 mod openapi;
 mod patching;
+pub mod pod_streams;
 pub mod query;
 mod raw;
 pub mod registry;
@@ -44,4 +45,5 @@ pub mod tls;
 pub mod version;
 mod watch;
 
+pub use pod_streams::NodeConnector;
 pub use server::{start, RunningServer, ServerConfig, ServerError};

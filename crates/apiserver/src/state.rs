@@ -1,12 +1,13 @@
 //! Shared server state handed to every handler.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use skiff_patch::PatchSchema;
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::openapi::OpenApiDocs;
+use crate::pod_streams::NodeConnector;
 use crate::registry::Resource;
 use crate::rest::Rest;
 
@@ -16,6 +17,9 @@ pub struct ApiState {
     pub shutdown: CancellationToken,
     /// `host:port` clients reach us at (for `/api`'s serverAddressByClientCIDRs).
     pub server_address: String,
+    /// How `pods/log|exec|attach|portforward` reach nodes (none: every node
+    /// is unreachable).
+    node_connector: RwLock<Option<Arc<dyn NodeConnector>>>,
 }
 
 impl ApiState {
@@ -30,7 +34,20 @@ impl ApiState {
             metrics,
             shutdown,
             server_address,
+            node_connector: RwLock::new(None),
         }
+    }
+
+    /// Route the streaming pod subresources to nodes through `connector`.
+    pub fn set_node_connector(&self, connector: Arc<dyn NodeConnector>) {
+        if let Ok(mut c) = self.node_connector.write() {
+            *c = Some(connector);
+        }
+    }
+
+    /// The connector set by [`ApiState::set_node_connector`].
+    pub fn node_connector(&self) -> Option<Arc<dyn NodeConnector>> {
+        self.node_connector.read().ok().and_then(|c| c.clone())
     }
 
     /// The OpenAPI documents for the current registry generation.

@@ -1,4 +1,5 @@
-//! Request timeout layer: every request but watches and connection upgrades gets
+//! Request timeout layer: every request but watches, connection upgrades and the
+//! streaming pod subresources (`log`, `exec`, `attach`, `portforward`) gets
 //! at most [`REQUEST_TIMEOUT`] (or the client's `timeout` query parameter, if
 //! shorter), then a 504 `Timeout` Status.
 
@@ -49,6 +50,7 @@ pub async fn layer(req: Request, next: Next) -> Response {
     let long_running = match req.extensions().get::<RequestInfo>() {
         Some(RequestInfo::Resource(r)) => {
             r.verb == Verb::Watch
+                || crate::pod_streams::handles(r)
                 || r.subresource.is_some()
                     && r.verb == Verb::Get
                     && req.headers().contains_key(http::header::UPGRADE)

@@ -7,6 +7,7 @@
 pub mod agent;
 pub mod cni;
 pub mod fake;
+pub mod kubelet;
 pub mod network;
 mod ipam;
 mod quantity;

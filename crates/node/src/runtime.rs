@@ -250,6 +250,22 @@ pub trait NodeRuntime: Send + Sync + 'static {
         request: ExecRequest,
     ) -> Result<i32, RuntimeError>;
 
+    /// Attach to a running container's main process: its stdout/stderr go to
+    /// the request's outputs, the request's stdin (and terminal size, with a
+    /// TTY) to the process. `request.command` is empty. Returns when the
+    /// client's streams close or the container exits.
+    async fn attach(
+        &self,
+        uid: &str,
+        container: &str,
+        request: ExecRequest,
+    ) -> Result<(), RuntimeError> {
+        let _ = (uid, container, request);
+        Err(RuntimeError::Unsupported(
+            "this runtime cannot attach to containers".into(),
+        ))
+    }
+
     /// Connect `stream` to `port` inside the pod's network namespace, until
     /// either side closes.
     async fn port_forward(
