@@ -1,0 +1,122 @@
+//! `skiff image` end to end: the built binary against a real store.
+#![allow(clippy::unwrap_used)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use skiff_image::build::{ImageBuilder, Layer};
+
+fn skiff(data_dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_skiff"))
+        .arg("image")
+        .args(args)
+        .arg("--data-dir")
+        .arg(data_dir)
+        .env_remove("SKIFF_DATA_DIR")
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn failed(out: &Output) -> String {
+    assert!(!out.status.success(), "expected a failure");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+#[test]
+fn image_import_ls_rm_prune() {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("skiff-image-cli-{}-", std::process::id()))
+        .tempdir_in("/tmp")
+        .unwrap();
+    let data = tmp.path().join("data");
+    let oci = tmp.path().join("bb.oci.tar");
+    let docker = tmp.path().join("app.docker.tar");
+    let unnamed = tmp.path().join("unnamed.oci.tar");
+    let bb = ImageBuilder::busybox()
+        .unwrap()
+        .write_oci_archive(&oci, Some("example.com/cli/busybox:1"))
+        .unwrap();
+    let app = ImageBuilder::busybox()
+        .unwrap()
+        .layer(Layer::new().file("/app", "app\n", 0o755))
+        .write_docker_archive(&docker, &["app:v2"])
+        .unwrap();
+    ImageBuilder::new()
+        .layer(Layer::new().file("/x", "x", 0o644))
+        .write_oci_archive(&unnamed, None)
+        .unwrap();
+
+    let out = ok(&skiff(&data, &["import", oci.to_str().unwrap()]));
+    assert!(out.contains("imported example.com/cli/busybox:1"), "{out}");
+    assert!(out.contains(&bb.config_digest.to_string()), "{out}");
+    // Several processes importing at once (and the same image again).
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Command::new(env!("CARGO_BIN_EXE_skiff"))
+                .args(["image", "import"])
+                .arg(&docker)
+                .arg("--data-dir")
+                .arg(&data)
+                .output()
+        })
+        .collect();
+    for c in children {
+        ok(&c.unwrap());
+    }
+    let out = ok(&skiff(
+        &data,
+        &["import", unnamed.to_str().unwrap(), "--name", "named:later"],
+    ));
+    assert!(out.contains("docker.io/library/named:later"), "{out}");
+
+    let ls = ok(&skiff(&data, &["ls"]));
+    let lines: Vec<&str> = ls.lines().collect();
+    assert!(lines[0].starts_with("REFERENCE"), "{ls}");
+    assert!(
+        lines[0].contains("IMAGE ID") && lines[0].contains("SIZE"),
+        "{ls}"
+    );
+    assert_eq!(lines.len(), 4, "{ls}");
+    let app_row = lines
+        .iter()
+        .find(|l| l.starts_with("docker.io/library/app:v2"))
+        .unwrap();
+    assert!(app_row.contains(&app.config_digest.hex()[..12]), "{ls}");
+    assert!(
+        !app_row.contains(&app.config_digest.hex()[..13]),
+        "short id: {ls}"
+    );
+    assert!(app_row.trim_end().ends_with("MB"), "{ls}");
+    assert!(ls.contains("example.com/cli/busybox:1"), "{ls}");
+
+    let out = ok(&skiff(&data, &["rm", "app:v2", "named:later"]));
+    assert!(out.contains("untagged docker.io/library/app:v2"), "{out}");
+    let ls = ok(&skiff(&data, &["ls"]));
+    assert!(!ls.contains("app:v2"), "{ls}");
+    assert!(ls.contains("<none>"), "{ls}");
+    let out = ok(&skiff(&data, &["prune"]));
+    assert!(out.contains("removed 2 images"), "{out}");
+    let ls = ok(&skiff(&data, &["ls"]));
+    assert_eq!(ls.lines().count(), 2, "{ls}");
+    assert!(ls.contains("example.com/cli/busybox:1"), "{ls}");
+
+    // Bad input: a clear message and a non-zero exit.
+    let text = tmp.path().join("notes.txt");
+    std::fs::write(&text, "hello\n".repeat(200)).unwrap();
+    let err = failed(&skiff(&data, &["import", text.to_str().unwrap()]));
+    assert!(err.contains("not an image archive"), "{err}");
+    let err = failed(&skiff(&data, &["rm", "no/such:image"]));
+    assert!(err.contains("not found"), "{err}");
+    let err = failed(&skiff(&data, &["import", "/nonexistent/x.tar"]));
+    assert!(err.contains("/nonexistent/x.tar"), "{err}");
+}
