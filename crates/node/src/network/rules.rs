@@ -27,6 +27,11 @@
 //!   DNS responder, and replies of connections someone else opened towards
 //!   them (the node's probes and port-forwards). Everything else is dropped:
 //!   no internet, no other host address, no other port on the node.
+//!   One exception: the `default/kubernetes` Service, whose endpoint is the
+//!   API server on a host address, so in-cluster clients work. Other
+//!   Services whose endpoints lie outside the pod network stay unreachable
+//!   from pods: anyone who may write an EndpointSlice could otherwise point
+//!   a Service at any host port or at the internet.
 
 use std::fmt::Write as _;
 use std::net::{Ipv4Addr, SocketAddrV4};
@@ -208,8 +213,12 @@ pub fn render(cfg: &RuleConfig, catalog: &Catalog) -> String {
     let (dns_ip, dns_port) = (cfg.dns.ip(), cfg.dns.port());
     let _ = writeln!(
         s,
-        "  chain pod_input {{\n    ct state established,related accept\n    ip daddr {dns_ip} udp dport {dns_port} accept\n    ip daddr {dns_ip} tcp dport {dns_port} accept\n    drop\n  }}"
+        "  chain pod_input {{\n    ct state established,related accept\n    ip daddr {dns_ip} udp dport {dns_port} accept\n    ip daddr {dns_ip} tcp dport {dns_port} accept"
     );
+    if let Some(ip) = api_server_ip(catalog) {
+        let _ = writeln!(s, "    ct status dnat ct original ip daddr {ip} accept");
+    }
+    let _ = writeln!(s, "    drop\n  }}");
     let _ = writeln!(
         s,
         "  chain filter_forward {{\n    type filter hook forward priority filter; policy accept;\n    ip daddr {} jump service_reject\n    iifname {br} jump pod_forward\n  }}",
@@ -226,6 +235,14 @@ pub fn render(cfg: &RuleConfig, catalog: &Catalog) -> String {
     );
     let _ = writeln!(s, "}}");
     s
+}
+
+/// The cluster IP of `default/kubernetes`, the API server's own Service.
+fn api_server_ip(catalog: &Catalog) -> Option<Ipv4Addr> {
+    match catalog.get("default", "kubernetes")?.kind {
+        ServiceKind::ClusterIp(ip) => Some(ip),
+        _ => None,
+    }
 }
 
 async fn nft(args: &[&str], stdin: Option<&str>) -> Result<(), NetError> {

@@ -202,6 +202,33 @@ impl Lab {
         Pod { netns: ns, ip }
     }
 
+    /// A UDP server in `pod` on port 5353 answering every datagram with the
+    /// pod's name (python3: busybox has no UDP server).
+    pub async fn udp_echo(&mut self, pod: &Pod) {
+        let name = pod.netns.trim_start_matches(&self.tag).to_string();
+        let script = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.bind(('0.0.0.0', 5353))\nwhile True:\n    _, peer = s.recvfrom(100)\n    \
+             s.sendto(b'{name}', peer)\n"
+        );
+        let child = Command::new("ip")
+            .args(["netns", "exec", &pod.netns, "python3", "-c", &script])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.children.push(child);
+        let probe = format!(
+            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(0.2)\n\
+             s.sendto(b'?', ('127.0.0.1', 5353))\nprint(s.recv(100).decode(), end='')\n"
+        );
+        for _ in 0..100 {
+            if python(Some(&pod.netns), &probe).await.is_ok() {
+                return;
+            }
+        }
+        panic!("UDP server in {} never answered", pod.netns);
+    }
+
     /// A namespace outside the node, reachable only by routing through the
     /// host (as the internet would be), serving "outside" on port 80.
     /// Returns its address.
@@ -311,6 +338,28 @@ pub(crate) async fn wget(netns: Option<&str>, url: &str) -> Result<String, Strin
 /// (and stdout) on failure.
 pub(crate) async fn exec(netns: Option<&str>, args: &[&str]) -> Result<String, String> {
     exec_for(netns, args, Duration::from_secs(10)).await
+}
+
+/// `python3 -c script` in `netns` or on the host: its stdout, or stderr.
+pub(crate) async fn python(netns: Option<&str>, script: &str) -> Result<String, String> {
+    let mut cmd = match netns {
+        Some(ns) => {
+            let mut c = tokio::process::Command::new("ip");
+            c.args(["netns", "exec", ns, "python3"]);
+            c
+        }
+        None => tokio::process::Command::new("python3"),
+    };
+    cmd.args(["-c", script]).kill_on_drop(true);
+    let out = tokio::time::timeout(Duration::from_secs(10), cmd.output())
+        .await
+        .map_err(|_| "timed out".to_string())?
+        .map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
 }
 
 async fn exec_for(netns: Option<&str>, args: &[&str], limit: Duration) -> Result<String, String> {

@@ -63,6 +63,16 @@ async fn tcp_query(addr: std::net::SocketAddr, name: &str) -> Vec<String> {
     m.answers.iter().map(|r| r.data.to_string()).collect()
 }
 
+/// Send a datagram to `ip:port` from `netns` and return the reply (a
+/// backend's name, from [`Lab::udp_echo`]).
+async fn udp_ask(netns: Option<&str>, ip: std::net::Ipv4Addr, port: u16) -> Result<String, String> {
+    let script = format!(
+        "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(2)\n\
+         s.sendto(b'?', ('{ip}', {port}))\nprint(s.recv(100).decode(), end='')\n"
+    );
+    super::test_util::python(netns, &script).await
+}
+
 /// Which backends answer `url` from `netns` over `tries` requests.
 async fn answers(netns: Option<&str>, url: &str, tries: usize) -> BTreeSet<String> {
     let mut seen = BTreeSet::new();
@@ -110,13 +120,64 @@ async fn pods_reach_pods_and_services_and_nothing_else() {
     let web = lab.service_ip(10);
     let empty = lab.service_ip(11);
     let sticky = lab.service_ip(12);
+    let udp = lab.service_ip(13);
+    let api = lab.service_ip(14);
+    let sneaky = lab.service_ip(15);
+    lab.udp_echo(&a).await;
+    lab.udp_echo(&b).await;
     let services = [
         service("web", web, false),
         service("empty", empty, false),
         service("sticky", sticky, true),
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "ns", "name": "udp"},
+            "spec": {"clusterIP": udp.to_string(),
+                "ports": [{"name": "dns", "port": 53, "protocol": "UDP", "targetPort": 5353}]}
+        }))
+        .unwrap(),
+        // The API server's Service: its endpoint is a host address.
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "default", "name": "kubernetes"},
+            "spec": {"clusterIP": api.to_string(), "ports": [{"name": "https", "port": 443}]}
+        }))
+        .unwrap(),
+        // Anyone else's Service pointing at a host address.
+        serde_json::from_value(json!({
+            "metadata": {"namespace": "ns", "name": "sneaky"},
+            "spec": {"clusterIP": sneaky.to_string(), "ports": [{"name": "http", "port": 80}]}
+        }))
+        .unwrap(),
     ];
-    let slices = [slice("web", &[&a, &b]), slice("sticky", &[&a, &b])];
-    let catalog = Catalog::build(services.iter(), slices.iter(), []);
+    let udp_slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"namespace": "ns", "name": "udp-x",
+            "labels": {"kubernetes.io/service-name": "udp"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "dns", "port": 5353, "protocol": "UDP"}],
+        "endpoints": [{"addresses": [a.ip.to_string()]}, {"addresses": [b.ip.to_string()]}]
+    }))
+    .unwrap();
+    let sneaky_slice: EndpointSlice = serde_json::from_value(json!({
+        "metadata": {"namespace": "ns", "name": "sneaky-x",
+            "labels": {"kubernetes.io/service-name": "sneaky"}},
+        "addressType": "IPv4",
+        "ports": [{"name": "http", "port": 8080, "protocol": "TCP"}],
+        "endpoints": [{"addresses": [host_addr.to_string()]}]
+    }))
+    .unwrap();
+    // The API server's endpoint comes through the Endpoints fallback.
+    let api_endpoints: k8s_openapi::api::core::v1::Endpoints = serde_json::from_value(json!({
+        "metadata": {"namespace": "default", "name": "kubernetes"},
+        "subsets": [{"addresses": [{"ip": host_addr.to_string()}],
+                     "ports": [{"name": "https", "port": 8080}]}]
+    }))
+    .unwrap();
+    let slices = [
+        slice("web", &[&a, &b]),
+        slice("sticky", &[&a, &b]),
+        udp_slice,
+        sneaky_slice,
+    ];
+    let catalog = Catalog::build(services.iter(), slices.iter(), [&api_endpoints]);
     let cfg = lab.config().rule_config();
     let script = rules::render(&cfg, &catalog);
     rules::apply(&script).await.expect(&script);
@@ -156,6 +217,24 @@ async fn pods_reach_pods_and_services_and_nothing_else() {
             "{url} was dropped, not refused: {err}"
         );
     }
+    // UDP Services balance too.
+    let mut seen = BTreeSet::new();
+    for _ in 0..40 {
+        seen.insert(udp_ask(c, udp, 53).await.expect("UDP through the Service"));
+    }
+    assert_eq!(seen, both, "pod -> ClusterIP over UDP");
+    // The API server's Service reaches the host; another Service pointing
+    // at the host is dropped for pods (the host itself may use it).
+    assert_eq!(
+        wget(c, &format!("http://{api}:443/")).await.unwrap(),
+        "host"
+    );
+    let err = wget(c, &format!("http://{sneaky}/")).await.unwrap_err();
+    assert!(!err.contains("refused"), "dropped, not refused: {err}");
+    assert_eq!(
+        wget(None, &format!("http://{sneaky}/")).await.unwrap(),
+        "host"
+    );
     // The host still reaches pods (probes, port-forward): replies pass.
     assert_eq!(wget(None, &format!("http://{}/", a.ip)).await.unwrap(), "a");
 
@@ -269,7 +348,9 @@ async fn api_services_and_slices_become_traffic_and_dns() {
     .unwrap();
     let kube = skiff_client::in_process(server.router.clone(), &server.internal_token).unwrap();
 
-    let net = super::NodeNetwork::start(kube.clone(), lab.config(), shutdown.clone())
+    let mut cfg = lab.config();
+    cfg.resync = Duration::from_secs(1);
+    let net = super::NodeNetwork::start(kube.clone(), cfg, shutdown.clone())
         .await
         .unwrap();
     // Isolation is in place before any Service exists: a closed port on
@@ -309,6 +390,18 @@ async fn api_services_and_slices_become_traffic_and_dns() {
         .await
         .unwrap();
     assert!(out.contains(&web.to_string()), "{out}");
+
+    // A table deleted behind the node's back comes back on the next resync.
+    rules::remove(&lab.table).await.unwrap();
+    let mut healed = Err(String::new());
+    for _ in 0..100 {
+        healed = wget(c, &url).await;
+        if healed.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(healed.is_ok(), "the table never came back: {healed:?}");
 
     // The slice goes away: the Service refuses, level-triggered.
     slices.delete("web-x", &Default::default()).await.unwrap();
