@@ -5,6 +5,8 @@
 //! through their phases without processes. See `docs/fake-nodes.md`.
 
 pub mod agent;
+pub mod bundle;
+pub mod cgroups;
 pub mod cni;
 pub mod fake;
 pub mod kubelet;

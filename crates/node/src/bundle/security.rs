@@ -1,0 +1,214 @@
+//! The security defaults of a Kubernetes container, as containerd's CRI
+//! plugin sets them for runc: the default capability set and its add/drop
+//! rules, and the `/proc` and `/sys` paths masked or made read-only.
+
+use std::str::FromStr;
+
+use oci_spec::runtime::Capability;
+
+use super::BundleError;
+
+/// The capabilities a container gets by default (Docker's and containerd's
+/// set).
+pub const DEFAULT_CAPABILITIES: [&str; 14] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FSETID",
+    "FOWNER",
+    "MKNOD",
+    "NET_RAW",
+    "SETGID",
+    "SETUID",
+    "SETFCAP",
+    "SETPCAP",
+    "NET_BIND_SERVICE",
+    "SYS_CHROOT",
+    "KILL",
+    "AUDIT_WRITE",
+];
+
+/// Every capability Linux defines (through `CAP_CHECKPOINT_RESTORE`, 5.9):
+/// what `privileged` and `add: [ALL]` grant. runc skips the ones the
+/// running kernel does not know.
+pub const ALL_CAPABILITIES: [&str; 41] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "DAC_READ_SEARCH",
+    "FOWNER",
+    "FSETID",
+    "KILL",
+    "SETGID",
+    "SETUID",
+    "SETPCAP",
+    "LINUX_IMMUTABLE",
+    "NET_BIND_SERVICE",
+    "NET_BROADCAST",
+    "NET_ADMIN",
+    "NET_RAW",
+    "IPC_LOCK",
+    "IPC_OWNER",
+    "SYS_MODULE",
+    "SYS_RAWIO",
+    "SYS_CHROOT",
+    "SYS_PTRACE",
+    "SYS_PACCT",
+    "SYS_ADMIN",
+    "SYS_BOOT",
+    "SYS_NICE",
+    "SYS_RESOURCE",
+    "SYS_TIME",
+    "SYS_TTY_CONFIG",
+    "MKNOD",
+    "LEASE",
+    "AUDIT_WRITE",
+    "AUDIT_CONTROL",
+    "SETFCAP",
+    "MAC_OVERRIDE",
+    "MAC_ADMIN",
+    "SYSLOG",
+    "WAKE_ALARM",
+    "BLOCK_SUSPEND",
+    "AUDIT_READ",
+    "PERFMON",
+    "BPF",
+    "CHECKPOINT_RESTORE",
+];
+
+/// Paths under `/proc` and `/sys` hidden from unprivileged containers
+/// (containerd's list).
+pub const MASKED_PATHS: [&str; 11] = [
+    "/proc/acpi",
+    "/proc/asound",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths under `/proc` mounted read-only in unprivileged containers.
+pub const READONLY_PATHS: [&str; 5] = [
+    "/proc/bus",
+    "/proc/fs",
+    "/proc/irq",
+    "/proc/sys",
+    "/proc/sysrq-trigger",
+];
+
+/// Parse a Kubernetes capability name (`NET_ADMIN`, `CAP_NET_ADMIN`,
+/// `net_admin`).
+pub fn parse_capability(name: &str) -> Result<Capability, BundleError> {
+    let upper = name.trim().to_ascii_uppercase();
+    let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+    if !ALL_CAPABILITIES.contains(&bare) {
+        return Err(BundleError::UnknownCapability {
+            name: name.to_string(),
+        });
+    }
+    Capability::from_str(bare).map_err(|_| BundleError::UnknownCapability {
+        name: name.to_string(),
+    })
+}
+
+fn parse_all(names: &[&str]) -> Vec<Capability> {
+    // The lists above are spelled the way oci-spec parses them (a unit test
+    // checks every entry), so nothing is dropped here.
+    names
+        .iter()
+        .filter_map(|n| Capability::from_str(n).ok())
+        .collect()
+}
+
+/// The capability set of a container: privileged gets all; otherwise the
+/// default set, then `add: [ALL]`, `drop: [ALL]`, the other adds and the
+/// other drops, in containerd's order (so `drop: [ALL], add: [X]` is just
+/// X). Unknown names are an error. The result is sorted by name.
+pub fn capabilities(
+    privileged: bool,
+    add: &[String],
+    drop: &[String],
+) -> Result<Vec<Capability>, BundleError> {
+    let is_all = |n: &String| n.trim().eq_ignore_ascii_case("ALL");
+    let adds = add
+        .iter()
+        .filter(|n| !is_all(n))
+        .map(|n| parse_capability(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    let drops = drop
+        .iter()
+        .filter(|n| !is_all(n))
+        .map(|n| parse_capability(n))
+        .collect::<Result<Vec<_>, _>>()?;
+    if privileged {
+        return Ok(sorted(parse_all(&ALL_CAPABILITIES)));
+    }
+    let mut set = parse_all(&DEFAULT_CAPABILITIES);
+    if add.iter().any(is_all) {
+        set = parse_all(&ALL_CAPABILITIES);
+    }
+    if drop.iter().any(is_all) {
+        set.clear();
+    }
+    for c in adds {
+        if !set.contains(&c) {
+            set.push(c);
+        }
+    }
+    set.retain(|c| !drops.contains(c));
+    Ok(sorted(set))
+}
+
+fn sorted(mut caps: Vec<Capability>) -> Vec<Capability> {
+    caps.sort_by_key(|c| c.to_string());
+    caps.dedup();
+    caps
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn names(caps: &[Capability]) -> Vec<String> {
+        caps.iter().map(ToString::to_string).collect()
+    }
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| (*x).to_string()).collect()
+    }
+
+    #[test]
+    fn every_listed_name_parses() {
+        for n in ALL_CAPABILITIES {
+            assert!(Capability::from_str(n).is_ok(), "{n}");
+        }
+        assert_eq!(parse_all(&ALL_CAPABILITIES).len(), 41);
+    }
+
+    #[test]
+    fn add_and_drop() {
+        let default = capabilities(false, &[], &[]).unwrap();
+        assert_eq!(default.len(), 14);
+        let caps = capabilities(false, &s(&["NET_ADMIN", "cap_sys_time"]), &s(&["KILL"])).unwrap();
+        let n = names(&caps);
+        assert!(n.contains(&"NET_ADMIN".into()) && n.contains(&"SYS_TIME".into()));
+        assert!(!n.contains(&"KILL".into()));
+        assert_eq!(caps.len(), 15);
+        let only = capabilities(false, &s(&["NET_BIND_SERVICE"]), &s(&["ALL"])).unwrap();
+        assert_eq!(names(&only), vec!["NET_BIND_SERVICE"]);
+        let all = capabilities(false, &s(&["ALL"]), &s(&["SYS_ADMIN"])).unwrap();
+        assert_eq!(all.len(), 40);
+        assert_eq!(capabilities(true, &[], &s(&["ALL"])).unwrap().len(), 41);
+    }
+
+    #[test]
+    fn unknown_names_are_rejected() {
+        let err = capabilities(false, &s(&["NET_FLY"]), &[]).unwrap_err();
+        assert_eq!(err.to_string(), "unknown capability \"NET_FLY\"");
+        assert!(capabilities(false, &[], &s(&["CAP_"])).is_err());
+    }
+}
