@@ -217,12 +217,11 @@ impl Lab {
             .spawn()
             .unwrap();
         self.children.push(child);
-        let probe = format!(
-            "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\ns.settimeout(0.2)\n\
-             s.sendto(b'?', ('127.0.0.1', 5353))\nprint(s.recv(100).decode(), end='')\n"
-        );
+        let probe = "import socket\ns = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+             s.settimeout(0.2)\ns.sendto(b'?', ('127.0.0.1', 5353))\n\
+             print(s.recv(100).decode(), end='')\n";
         for _ in 0..100 {
-            if python(Some(&pod.netns), &probe).await.is_ok() {
+            if python(Some(&pod.netns), probe).await.is_ok() {
                 return;
             }
         }
