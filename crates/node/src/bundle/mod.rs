@@ -18,6 +18,8 @@ mod resolve;
 mod resources;
 mod seccomp;
 mod security;
+#[cfg(test)]
+mod tests;
 mod user;
 
 use std::collections::BTreeMap;
