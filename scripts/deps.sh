@@ -9,8 +9,8 @@ command -v curl >/dev/null || need_apt+=(curl)
 command -v make >/dev/null || need_apt+=(make)
 command -v python3 >/dev/null || need_apt+=(python3 python3-pip)
 # The virtual node: an OCI runtime, CNI plugins, namespaces and packet filtering;
-# busybox-static builds the test images; skopeo pushes them for pull tests (the
-# registry those tests run, docker-registry, is not installed yet).
+# busybox-static builds the test images; skopeo pushes them for pull tests to
+# docker-registry run on 127.0.0.1.
 command -v runc >/dev/null || need_apt+=(runc)
 [ -x /usr/lib/cni/bridge ] || need_apt+=(containernetworking-plugins)
 dpkg -s busybox-static >/dev/null 2>&1 || need_apt+=(busybox-static)
@@ -18,6 +18,7 @@ command -v ip >/dev/null || need_apt+=(iproute2)
 command -v nft >/dev/null || need_apt+=(nftables)
 command -v unshare >/dev/null || need_apt+=(util-linux)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
+command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 if [ ${#need_apt[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq

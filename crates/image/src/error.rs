@@ -47,6 +47,10 @@ pub enum Error {
     #[error("cannot mount overlay at {path}: {reason}")]
     Mount { path: PathBuf, reason: String },
 
+    /// The registry refused or failed a request (its reason included).
+    #[error("pulling {reference}: {message}")]
+    Registry { reference: String, message: String },
+
     // Wrapped failures.
     /// An I/O failure on a path.
     #[error("{op} {path}: {source}")]

@@ -181,7 +181,7 @@ impl ImageStore {
                     size,
                 });
             }
-            self.commit_image(&plan.config, plan.manifest.as_ref(), &plan.names, layers)?;
+            self.commit_image(&plan.config, plan.manifest.as_slice(), &plan.names, layers)?;
             tracing::info!(image = %plan.config, names = ?plan.names.iter().map(|n| n.whole()).collect::<Vec<_>>(), "imported image");
             let image = self
                 .resolve(&plan.config.to_string())?
@@ -385,20 +385,7 @@ fn resolve_manifest(
             what: format!("image index {digest}"),
             source,
         })?;
-        let (os, arch) = (Os::default(), Arch::default());
-        let pick = index
-            .manifests()
-            .iter()
-            .find(|d| {
-                d.platform()
-                    .as_ref()
-                    .is_some_and(|p| *p.os() == os && *p.architecture() == arch)
-            })
-            .or_else(|| match index.manifests().as_slice() {
-                [only] if only.platform().is_none() => Some(only),
-                _ => None,
-            })
-            .ok_or_else(|| Error::NoPlatform(format!("{os}/{arch}")))?;
+        let pick = pick_platform(&index)?;
         return resolve_manifest(store, src, pick, depth + 1);
     }
     if value.get("layers").is_none() || value.get("config").is_none() {
@@ -412,6 +399,25 @@ fn resolve_manifest(
     let is_image = matches!(config_type, MediaType::ImageConfig)
         || matches!(config_type, MediaType::Other(s) if s == "application/vnd.docker.container.image.v1+json");
     Ok((digest, is_image.then_some(manifest)))
+}
+
+/// This host's (linux/<arch>) manifest in a multi-platform index; the only
+/// entry if there is one without a platform.
+pub(crate) fn pick_platform(index: &ImageIndex) -> Result<&Descriptor> {
+    let (os, arch) = (Os::default(), Arch::default());
+    index
+        .manifests()
+        .iter()
+        .find(|d| {
+            d.platform()
+                .as_ref()
+                .is_some_and(|p| *p.os() == os && *p.architecture() == arch)
+        })
+        .or_else(|| match index.manifests().as_slice() {
+            [only] if only.platform().is_none() => Some(only),
+            _ => None,
+        })
+        .ok_or_else(|| Error::NoPlatform(format!("{os}/{arch}")))
 }
 
 fn plan_docker(store: &ImageStore, src: &Source, manifest: &[u8]) -> Result<Vec<Plan>> {

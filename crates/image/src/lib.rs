@@ -13,6 +13,7 @@ pub mod digest;
 pub mod error;
 mod import;
 pub mod mount;
+pub mod pull;
 pub mod reference;
 mod store;
 pub mod unpack;

@@ -216,6 +216,33 @@ impl ImageStore {
         result
     }
 
+    /// Move a downloaded file into the blob store if it hashes to
+    /// `expected` (the file is removed either way).
+    pub(crate) fn adopt_blob(&self, expected: &Digest, file: &Path) -> Result<()> {
+        let result = (|| {
+            let f = fs::File::open(file).ctx("opening", file)?;
+            let (actual, _) = crate::digest::HashingReader::new(f)
+                .finish()
+                .ctx("reading", file)?;
+            if actual != *expected {
+                return Err(Error::DigestMismatch {
+                    what: format!("downloaded blob {expected}"),
+                    expected: expected.to_string(),
+                    actual: actual.to_string(),
+                });
+            }
+            fs::File::open(file)
+                .and_then(|f| f.sync_all())
+                .ctx("syncing", file)?;
+            let dst = self.blob_path(expected);
+            fs::rename(file, &dst).ctx("renaming into", &dst)
+        })();
+        if result.is_err() {
+            let _ = fs::remove_file(file);
+        }
+        result
+    }
+
     /// Read a whole (small) blob.
     pub(crate) fn read_blob(&self, digest: &Digest) -> Result<Vec<u8>> {
         let p = self.blob_path(digest);
@@ -323,7 +350,7 @@ impl ImageStore {
     pub(crate) fn commit_image(
         &self,
         id: &Digest,
-        manifest: Option<&Digest>,
+        manifests: &[Digest],
         names: &[reference::Reference],
         layers: Vec<LayerRecord>,
     ) -> Result<()> {
@@ -340,7 +367,7 @@ impl ImageStore {
                     ..Default::default()
                 });
             rec.layers = layers;
-            if let Some(m) = manifest {
+            for m in manifests {
                 rec.manifests.insert(m.to_string());
                 for n in names {
                     rec.repo_digests
