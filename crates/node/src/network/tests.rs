@@ -251,19 +251,12 @@ async fn dns_answers_pods_from_the_catalog() {
         return;
     }
     let mut lab = Lab::new(2);
-    let a = lab.pod("a").await;
-    let client = lab.pod("c").await;
-    let c = Some(client.netns.as_str());
-    let web = lab.service_ip(10);
-    let catalog = Catalog::build([&service("web", web, false)], [&slice("web", &[&a])], []);
     let cfg = lab.config();
-    rules::apply(&rules::render(&cfg.rule_config(), &catalog))
-        .await
-        .unwrap();
-
+    // The responder starts before the bridge and its gateway address exist
+    // (as on a fresh node), from an empty catalog.
     let stop = tokio_util::sync::CancellationToken::new();
     let tasks = tokio_util::task::TaskTracker::new();
-    let (_tx, rx) = tokio::sync::watch::channel(Arc::new(catalog));
+    let (tx, rx) = tokio::sync::watch::channel(Arc::new(Catalog::default()));
     let server = super::dns::DnsServer::start(
         cfg.dns_listen,
         cfg.cluster_domain.clone(),
@@ -272,6 +265,16 @@ async fn dns_answers_pods_from_the_catalog() {
         stop.clone(),
     )
     .unwrap();
+
+    let a = lab.pod("a").await;
+    let client = lab.pod("c").await;
+    let c = Some(client.netns.as_str());
+    let web = lab.service_ip(10);
+    let catalog = Catalog::build([&service("web", web, false)], [&slice("web", &[&a])], []);
+    rules::apply(&rules::render(&cfg.rule_config(), &catalog))
+        .await
+        .unwrap();
+    tx.send(Arc::new(catalog)).unwrap();
     let dns = server.addr().ip().to_string();
 
     let out = exec(c, &["nslookup", "web.ns.svc.cluster.local", &dns])
