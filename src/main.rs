@@ -11,6 +11,7 @@ use skiff_store::{Revision, SqliteOptions, SqliteStore, Store};
 use tokio_util::sync::CancellationToken;
 
 mod image_cmd;
+mod node_cmd;
 
 /// The control plane allocates and frees many small JSON values per request
 /// and watch event; mimalloc keeps that cheap where glibc's allocator spent
@@ -38,6 +39,11 @@ enum Command {
     Version,
     /// Manage the node's image store: import, ls, rm, prune.
     Image(image_cmd::ImageArgs),
+    /// Operate on this machine's node (`skiff node reset`).
+    Node(node_cmd::NodeCmd),
+    /// The node's container supervisor (started by `skiff server`, not by hand).
+    #[command(hide = true)]
+    Supervise(node_cmd::SuperviseArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -70,6 +76,8 @@ struct ServerArgs {
     /// Do not run the controllers (API server only).
     #[arg(long, env = "SKIFF_NO_CONTROLLERS")]
     no_controllers: bool,
+    #[command(flatten)]
+    node: node_cmd::NodeArgs,
 }
 
 fn default_data_dir() -> PathBuf {
@@ -83,6 +91,17 @@ fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Image(args) => image_cmd::run(args, default_data_dir()),
+        Command::Node(cmd) => node_cmd::node_command(cmd, default_data_dir()),
+        Command::Supervise(args) => {
+            tracing_subscriber::fmt()
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .with_writer(std::io::stderr)
+                .init();
+            node_cmd::supervise(args)
+        }
         Command::Version => {
             let v = skiff_apiserver::version::info();
             println!("skiff {}", env!("CARGO_PKG_VERSION"));
@@ -154,6 +173,31 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     } else {
         Arc::new(skiff_client::metrics::NoMetrics)
     };
+    let node = match node_cmd::wanted(&args.node)? {
+        None => None,
+        Some(oci_runtime) => {
+            let store = Arc::new(
+                skiff_image::ImageStore::open(data_dir.join("images"))
+                    .context("opening the image store")?,
+            );
+            let images = Arc::new(skiff_node::sandbox::images::StoreImages::new(store));
+            let rt = node_cmd::start(
+                &args.node,
+                oci_runtime,
+                &data_dir,
+                client.clone(),
+                images,
+                shutdown.clone(),
+            )
+            .await?;
+            nodes.register(
+                &args.node.node_name,
+                skiff_node::kubelet::router(rt.clone(), shutdown.clone()),
+            );
+            eprintln!("node {} runs pods on this machine", args.node.node_name);
+            Some(rt)
+        }
+    };
     let controllers = if args.no_controllers {
         None
     } else {
@@ -190,6 +234,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     }
     let _ = tokio::time::timeout(Duration::from_secs(10), running.wait()).await; // bounded drain
     let _ = compactor.await; // the loop ends on the token
+    drop(node); // running pods stay with the supervisor
     drop(running);
     drop(store);
     Ok(())

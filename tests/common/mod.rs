@@ -55,9 +55,16 @@ impl Server {
             .append(true)
             .open(self.log_path())
             .expect("log file");
+        // A real node only where a test asks for one (`Server::start_node`).
+        let node_args: &[&str] = if self.extra_args.iter().any(|a| a == "--node") {
+            &[]
+        } else {
+            &["--node", "none"]
+        };
         let child = Command::new(binary())
             .args(["server", "--listen", &self.listen, "--data-dir"])
             .arg(self.dir.path())
+            .args(node_args)
             .args(&self.extra_args)
             .env("SKIFF_LOG", "info")
             .stdout(Stdio::null())
@@ -498,6 +505,79 @@ impl Drop for Background {
 impl Drop for Server {
     fn drop(&mut self) {
         self.kill9();
+        if self.extra_args.iter().any(|a| a == "--node") {
+            // Containers outlive the server by design: remove them, their
+            // mounts, namespaces, cgroups and bridge.
+            let _ = Command::new(binary())
+                .args(["node", "reset", "--data-dir"])
+                .arg(self.dir.path())
+                .args(self.node_args())
+                .status();
+        }
+    }
+}
+
+static NODES: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+impl Server {
+    /// Start a server whose real node runs pods on this machine (runc, CNI),
+    /// with a pod range, bridge and cgroup parent of its own so tests run in
+    /// parallel; `extra` are more `skiff server` arguments.
+    pub fn start_node(extra: &[&str]) -> Server {
+        let n = NODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let pid = std::process::id();
+        let cidr = format!(
+            "10.{}.{}.0/24",
+            200 + pid % 50,
+            (pid / 50 % 25) * 10 + n % 10
+        );
+        let bridge = format!("skt{}n{}", pid % 100_000, n);
+        let cgroup = format!("skiff-test-{pid}-{n}");
+        let mut args = vec![
+            "--node",
+            "on",
+            "--pod-cidr",
+            &cidr,
+            "--node-bridge",
+            &bridge,
+            "--cgroup-parent",
+            &cgroup,
+        ];
+        args.extend_from_slice(extra);
+        Server::start_with(&args)
+    }
+
+    /// The node arguments this server was started with (for `skiff node reset`).
+    fn node_args(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut it = self.extra_args.iter();
+        while let Some(a) = it.next() {
+            if matches!(
+                a.as_str(),
+                "--node-bridge" | "--cgroup-parent" | "--oci-runtime"
+            ) {
+                out.push(a.clone());
+                if let Some(v) = it.next() {
+                    out.push(v.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Put an image archive into this server's image store (`skiff image import`).
+    pub fn import_image(&self, archive: &Path) {
+        let out = Command::new(binary())
+            .args(["image", "import", "--data-dir"])
+            .arg(self.dir.path())
+            .arg(archive)
+            .output()
+            .expect("skiff image import");
+        assert!(
+            out.status.success(),
+            "skiff image import failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     }
 }
 

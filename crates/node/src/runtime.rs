@@ -61,7 +61,7 @@ pub struct NodeFacts {
 }
 
 /// A container's state, as `containerStatuses[].state` shows it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum ContainerState {
     /// Not running: being created, or waiting to restart (`reason`: `ContainerCreating`,
     /// `CrashLoopBackOff`, `PodInitializing`, ...).
@@ -76,7 +76,7 @@ pub enum ContainerState {
 }
 
 /// How a container run ended.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Termination {
     pub exit_code: i32,
     /// `Completed` (exit code 0), `Error`, `OOMKilled`, ...
@@ -87,7 +87,7 @@ pub struct Termination {
 }
 
 /// One container as the runtime sees it.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ContainerStatus {
     pub name: String,
     pub image: String,

@@ -1,0 +1,486 @@
+//! The sandbox runtime: every pod a set of real Linux containers. A pod gets
+//! network/IPC/UTS namespaces held by bind mounts ([`namespaces`]), an
+//! address from the CNI bridge plugin ([`crate::cni`]), and each container
+//! is an OCI bundle (overlayfs root from the image store) started by the
+//! OCI runtime CLI (runc) under the node's one [`supervisor`] process, which
+//! keeps container output in CRI log files ([`crilog`]) and reports exits.
+//!
+//! Each pod has a worker task ([`pod`]) that runs its lifecycle: init
+//! containers in order, then the containers, restarts by `restartPolicy`
+//! with the kubelet's back-off, termination with a grace period. Its state
+//! is written to `<root>/pods/<uid>/state.json` on every change, so a
+//! restarted agent re-adopts running containers (same processes) from the
+//! state file and the supervisor.
+
+pub mod crilog;
+pub mod images;
+pub mod namespaces;
+mod pod;
+pub mod supervisor;
+
+use std::collections::HashMap;
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Pod;
+use tokio::sync::mpsc;
+
+use crate::cni::{Cni, NetworkConfig};
+use crate::runtime::{
+    ByteStream, Duplex, ExecRequest, LogOptions, NodeFacts, NodeRuntime, PodEvent,
+    PodRuntimeStatus, PodStats, RuntimeError,
+};
+use pod::{Cmd, PodWorker};
+use supervisor::{ContainerRecord, SupervisorError};
+
+pub use pod::Recorded;
+
+/// A container's root filesystem, ready for its bundle.
+#[derive(Debug, Clone)]
+pub struct PreparedImage {
+    /// The mounted root filesystem.
+    pub rootfs: PathBuf,
+    /// `imageID` for the container status (`sha256:…` or `repo@sha256:…`).
+    pub image_id: String,
+    /// The image's configuration (entrypoint, env, user, working dir).
+    pub config: Option<oci_spec::image::ImageConfiguration>,
+}
+
+/// Why an image could not be prepared: `reason` is the container's waiting
+/// reason (`ErrImagePull`, `ErrImageNeverPull`, `InvalidImageName`).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ImageError {
+    pub reason: String,
+    pub message: String,
+}
+
+/// Where container root filesystems come from (the node's image store).
+#[async_trait::async_trait]
+pub trait ImageSource: Send + Sync + 'static {
+    /// Make `image` available (pulling it if the policy says so) and mount
+    /// its root filesystem for a container whose directory is `dir`.
+    async fn prepare(
+        &self,
+        image: &str,
+        pull_policy: &str,
+        dir: &Path,
+    ) -> Result<PreparedImage, ImageError>;
+
+    /// Unmount what [`ImageSource::prepare`] mounted in `dir` (idempotent).
+    async fn release(&self, dir: &Path);
+}
+
+/// How the sandbox runtime is set up on this node.
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    /// The node's state directory (pods, supervisor, OCI runtime state).
+    pub root: PathBuf,
+    /// The OCI runtime CLI (`runc`).
+    pub runtime: PathBuf,
+    /// How to start the supervisor process: program and arguments (our own
+    /// binary with `supervise ...`).
+    pub supervisor_command: Vec<OsString>,
+    /// The pod address range of this node.
+    pub pod_cidr: String,
+    /// The Linux bridge pods attach to.
+    pub bridge: String,
+    /// The CNI network name (also names host-local's allocation dir).
+    pub network_name: String,
+    pub cni_plugin_dirs: Vec<PathBuf>,
+    /// The cgroup under which pod cgroups live (`/skiff` …).
+    pub cgroup_parent: String,
+    /// Capacity advertised on the Node.
+    pub cpu_millis: u64,
+    pub memory_bytes: u64,
+    pub max_pods: u32,
+}
+
+impl SandboxConfig {
+    /// Where the supervisor keeps its socket.
+    pub fn supervisor_dir(&self) -> PathBuf {
+        self.root.join("supervisor")
+    }
+
+    /// The OCI runtime's `--root`.
+    pub fn runtime_root(&self) -> PathBuf {
+        self.root.join("runc")
+    }
+
+    fn pods_dir(&self) -> PathBuf {
+        self.root.join("pods")
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Shared by the runtime and its pod workers.
+pub(crate) struct Node {
+    pub(crate) config: SandboxConfig,
+    pub(crate) images: Arc<dyn ImageSource>,
+    pub(crate) supervisor: supervisor::Client,
+    pub(crate) cni: Cni,
+    pub(crate) network: NetworkConfig,
+    pub(crate) recorder: Option<skiff_client::events::Recorder>,
+    subscribers: Mutex<Vec<mpsc::UnboundedSender<PodEvent>>>,
+    pods: Mutex<HashMap<String, Arc<PodWorker>>>,
+}
+
+impl Node {
+    /// Tell subscribers that a pod changed.
+    pub(crate) fn notify(&self, uid: &str) {
+        lock(&self.subscribers).retain(|tx| {
+            tx.send(PodEvent {
+                uid: uid.to_string(),
+            })
+            .is_ok()
+        });
+    }
+
+    pub(crate) fn pod_dir(&self, uid: &str) -> PathBuf {
+        self.config.pods_dir().join(uid)
+    }
+
+    /// Run the OCI runtime CLI with our `--root`.
+    pub(crate) async fn runc(&self, args: &[&str]) -> Result<(), RuntimeError> {
+        let out = tokio::process::Command::new(&self.config.runtime)
+            .arg("--root")
+            .arg(self.config.runtime_root())
+            .args(args)
+            .kill_on_drop(true)
+            .output()
+            .await?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(RuntimeError::Failed(format!(
+                "{} {}: {}",
+                self.config.runtime.display(),
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )))
+        }
+    }
+}
+
+/// The runtime of a real node.
+pub struct SandboxRuntime {
+    node: Arc<Node>,
+}
+
+impl std::fmt::Debug for SandboxRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxRuntime")
+            .field("root", &self.node.config.root)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SandboxRuntime {
+    /// Set up the node: directories, the supervisor (started if none runs),
+    /// the routing of container exits to pod workers.
+    pub async fn start(
+        config: SandboxConfig,
+        images: Arc<dyn ImageSource>,
+        recorder: Option<skiff_client::events::Recorder>,
+    ) -> Result<SandboxRuntime, RuntimeError> {
+        std::fs::create_dir_all(config.pods_dir())?;
+        std::fs::create_dir_all(config.supervisor_dir())?;
+        std::fs::create_dir_all(config.runtime_root())?;
+        let network = NetworkConfig::bridge(
+            &config.network_name,
+            &config.bridge,
+            &config.pod_cidr,
+            &config.root.join("ipam"),
+        );
+        let supervisor = supervisor::Client::new(&config.supervisor_dir());
+        ensure_supervisor(&config, &supervisor).await?;
+        let cni = Cni {
+            plugin_dirs: config.cni_plugin_dirs.clone(),
+        };
+        let node = Arc::new(Node {
+            config,
+            images,
+            supervisor,
+            cni,
+            network,
+            recorder,
+            subscribers: Mutex::new(Vec::new()),
+            pods: Mutex::new(HashMap::new()),
+        });
+        tokio::spawn(route_exits(Arc::downgrade(&node)));
+        Ok(SandboxRuntime { node })
+    }
+
+    /// Pods this node has state for (running or not yet cleaned up).
+    pub fn known_pods(&self) -> Vec<String> {
+        let mut uids: Vec<String> = lock(&self.node.pods).keys().cloned().collect();
+        if let Ok(rd) = std::fs::read_dir(self.node.config.pods_dir()) {
+            for e in rd.flatten() {
+                if let Some(name) = e.file_name().to_str() {
+                    if !uids.iter().any(|u| u == name) {
+                        uids.push(name.to_string());
+                    }
+                }
+            }
+        }
+        uids
+    }
+
+    fn worker(&self, uid: &str) -> Option<Arc<PodWorker>> {
+        lock(&self.node.pods).get(uid).cloned()
+    }
+}
+
+/// Start the supervisor unless one answers; wait until it does.
+async fn ensure_supervisor(
+    config: &SandboxConfig,
+    client: &supervisor::Client,
+) -> Result<(), RuntimeError> {
+    if client.ping().await.is_ok() {
+        return Ok(());
+    }
+    let Some((program, args)) = config.supervisor_command.split_first() else {
+        return Err(RuntimeError::Failed(
+            "no supervisor command configured".into(),
+        ));
+    };
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(config.supervisor_dir().join("supervisor.log"))?;
+    // Not waited for: it outlives us by design (it calls setsid itself).
+    let child = std::process::Command::new(program)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(log)
+        .spawn()?;
+    // Reap it in the background if it ends while we live.
+    tokio::task::spawn_blocking(move || {
+        let mut child = child;
+        let _ = child.wait();
+    });
+    for _ in 0..200 {
+        if client.ping().await.is_ok() {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    Err(RuntimeError::Failed(
+        "the container supervisor did not start (see supervisor.log)".into(),
+    ))
+}
+
+/// Deliver container exits to their pods' workers; after a lost connection
+/// re-list, so no exit is missed.
+async fn route_exits(node: std::sync::Weak<Node>) {
+    loop {
+        let Some(n) = node.upgrade() else { return };
+        let client = n.supervisor.clone();
+        let config = n.config.clone();
+        drop(n);
+        let mut rx = match client.subscribe().await {
+            Ok(rx) => rx,
+            Err(e) => {
+                tracing::warn!(error = %e, "supervisor unreachable; restarting it");
+                let _ = ensure_supervisor(&config, &client).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        // Exits from before this subscription.
+        if let Ok(list) = client.list().await {
+            for rec in list.into_iter().filter(|r| r.exit.is_some()) {
+                let Some(n) = node.upgrade() else { return };
+                deliver(&n, rec);
+            }
+        }
+        while let Some(rec) = rx.recv().await {
+            let Some(n) = node.upgrade() else { return };
+            deliver(&n, rec);
+        }
+    }
+}
+
+fn deliver(node: &Node, rec: ContainerRecord) {
+    let uid = pod::uid_of(&rec.id);
+    let worker = uid.and_then(|u| lock(&node.pods).get(u).cloned());
+    match worker {
+        Some(w) => w.send(Cmd::Exit(rec)),
+        None => {
+            // Nobody owns it (a pod removed while we were away): forget it.
+            let client = node.supervisor.clone();
+            tokio::spawn(async move {
+                let _ = client.forget(&rec.id).await;
+            });
+        }
+    }
+}
+
+impl From<SupervisorError> for RuntimeError {
+    fn from(e: SupervisorError) -> Self {
+        RuntimeError::Failed(e.to_string())
+    }
+}
+
+fn read_first_line(path: &str) -> String {
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.lines().next().map(str::to_string))
+        .unwrap_or_default()
+}
+
+fn os_image() -> String {
+    std::fs::read_to_string("/etc/os-release")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+                .map(|v| v.trim_matches('"').to_string())
+        })
+        .unwrap_or_else(|| "Linux".into())
+}
+
+#[async_trait::async_trait]
+impl NodeRuntime for SandboxRuntime {
+    fn facts(&self) -> NodeFacts {
+        let c = &self.node.config;
+        NodeFacts {
+            cpu_millis: c.cpu_millis,
+            memory_bytes: c.memory_bytes,
+            pods: c.max_pods,
+            ephemeral_storage_bytes: 100 << 30,
+            architecture: match std::env::consts::ARCH {
+                "x86_64" => "amd64".into(),
+                "aarch64" => "arm64".into(),
+                other => other.into(),
+            },
+            container_runtime_version: format!("runc://{}", env!("CARGO_PKG_VERSION")),
+            kernel_version: read_first_line("/proc/sys/kernel/osrelease"),
+            os_image: os_image(),
+            pod_cidr: Some(c.pod_cidr.clone()),
+        }
+    }
+
+    fn subscribe(&self) -> mpsc::UnboundedReceiver<PodEvent> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        lock(&self.node.subscribers).push(tx);
+        rx
+    }
+
+    async fn run_pod(&self, pod: &Pod) -> Result<bool, RuntimeError> {
+        let Some(uid) = pod.metadata.uid.clone() else {
+            return Err(RuntimeError::Failed("pod has no uid".into()));
+        };
+        let pod = Arc::new(pod.clone());
+        let (worker, created) = {
+            let mut pods = lock(&self.node.pods);
+            match pods.get(&uid) {
+                Some(w) => (w.clone(), false),
+                None => {
+                    let w = PodWorker::new(&self.node, pod.clone())?;
+                    pods.insert(uid.clone(), w.clone());
+                    (w, true)
+                }
+            }
+        };
+        if created {
+            tokio::spawn(worker.clone().run(self.node.clone()));
+        } else {
+            worker.send(Cmd::Update(pod));
+        }
+        Ok(created)
+    }
+
+    async fn stop_pod(&self, uid: &str, grace: Duration) -> Result<(), RuntimeError> {
+        let worker = match self.worker(uid) {
+            Some(w) => w,
+            None => {
+                if !self.node.pod_dir(uid).exists() {
+                    return Ok(());
+                }
+                // State left from before a restart, with no pod object any more.
+                let Some(w) = PodWorker::adopt_orphan(&self.node, uid)? else {
+                    return Ok(());
+                };
+                lock(&self.node.pods).insert(uid.to_string(), w.clone());
+                tokio::spawn(w.clone().run(self.node.clone()));
+                w
+            }
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        worker.send(Cmd::Stop { grace, done: tx });
+        let _ = rx.await;
+        lock(&self.node.pods).remove(uid);
+        Ok(())
+    }
+
+    async fn pod_status(&self, uid: &str) -> Option<PodRuntimeStatus> {
+        self.worker(uid).map(|w| w.status())
+    }
+
+    async fn logs(
+        &self,
+        uid: &str,
+        container: &str,
+        options: LogOptions,
+    ) -> Result<ByteStream, RuntimeError> {
+        let worker = self
+            .worker(uid)
+            .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
+        worker.logs(container, options)
+    }
+
+    async fn exec(
+        &self,
+        uid: &str,
+        _container: &str,
+        _request: ExecRequest,
+    ) -> Result<i32, RuntimeError> {
+        let _ = self
+            .worker(uid)
+            .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
+        Err(RuntimeError::Unsupported(
+            "exec is not implemented by the sandbox runtime yet".into(),
+        ))
+    }
+
+    async fn port_forward(
+        &self,
+        uid: &str,
+        port: u16,
+        stream: Box<dyn Duplex>,
+    ) -> Result<(), RuntimeError> {
+        let worker = self
+            .worker(uid)
+            .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
+        let ip = worker
+            .status()
+            .pod_ips
+            .first()
+            .copied()
+            .ok_or_else(|| RuntimeError::Failed(format!("pod {uid} has no address yet")))?;
+        let mut target = tokio::net::TcpStream::connect((ip, port))
+            .await
+            .map_err(|e| {
+                RuntimeError::Failed(format!(
+                    "failed to connect to localhost:{port} inside namespace of pod {uid}: {e}"
+                ))
+            })?;
+        let mut stream = stream;
+        let _ = tokio::io::copy_bidirectional(&mut stream, &mut target).await;
+        Ok(())
+    }
+
+    async fn stats(&self, _uid: &str) -> Option<PodStats> {
+        None
+    }
+}

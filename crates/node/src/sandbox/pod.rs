@@ -1,0 +1,1109 @@
+//! One pod's worker: its sandbox, its containers' lifecycle, its state file.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Container, Pod};
+use k8s_openapi::jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::crilog;
+use super::namespaces::PodNamespaces;
+use super::supervisor::{ContainerRecord, StartSpec, SupervisorError};
+use super::Node;
+use crate::cni::Target;
+use crate::fake::RestartPolicy;
+use crate::runtime::{
+    ByteStream, ContainerState, ContainerStatus, LogOptions, PodRuntimeStatus, RuntimeError,
+    Termination,
+};
+
+/// The kubelet's crash-loop back-off: 10 s doubling up to 5 min, reset
+/// after a run of 10 minutes.
+const BACKOFF_INITIAL: u64 = 10;
+const BACKOFF_MAX: u64 = 300;
+const BACKOFF_RESET: i64 = 600;
+
+/// Length of a pod uid (`metadata.uid` is a UUID).
+const UID_LEN: usize = 36;
+
+/// The pod uid in a container id (`<uid>-<container>-<run>`).
+pub(crate) fn uid_of(id: &str) -> Option<&str> {
+    id.get(..UID_LEN)
+        .filter(|_| id.as_bytes().get(UID_LEN) == Some(&b'-'))
+}
+
+/// An event the worker wants recorded on its pod.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recorded {
+    pub container: Option<String>,
+    pub warning: bool,
+    pub reason: String,
+    pub message: String,
+}
+
+pub(crate) enum Cmd {
+    Update(Arc<Pod>),
+    Exit(ContainerRecord),
+    Stop {
+        grace: Duration,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// One container as the worker tracks it (persisted).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CState {
+    status: ContainerStatus,
+    /// Runs started so far (numbers container ids and log files).
+    runs: u32,
+    /// The OCI runtime id of the current run, while it exists.
+    current: Option<String>,
+    /// May not start before this (crash-loop back-off).
+    not_before: Option<Timestamp>,
+    /// The last back-off, in seconds.
+    backoff: u64,
+    /// An init container that succeeded, or a container that will not run again.
+    done: bool,
+}
+
+impl CState {
+    fn new(c: &Container) -> CState {
+        CState {
+            status: ContainerStatus {
+                name: c.name.clone(),
+                image: c.image.clone().unwrap_or_default(),
+                image_id: String::new(),
+                container_id: None,
+                state: ContainerState::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                },
+                last_state: None,
+                restart_count: 0,
+                ready: false,
+                started: false,
+            },
+            runs: 0,
+            current: None,
+            not_before: None,
+            backoff: 0,
+            done: false,
+        }
+    }
+
+    fn running(&self) -> bool {
+        matches!(self.status.state, ContainerState::Running { .. })
+    }
+}
+
+/// Everything the worker knows about its pod (persisted as `state.json`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct PodState {
+    uid: String,
+    namespace: String,
+    name: String,
+    pod_ips: Vec<IpAddr>,
+    start_time: Timestamp,
+    sandbox: bool,
+    init: Vec<CState>,
+    containers: Vec<CState>,
+}
+
+pub(crate) struct PodWorker {
+    uid: String,
+    dir: PathBuf,
+    state: Mutex<PodState>,
+    pod: Mutex<Option<Arc<Pod>>>,
+    tx: mpsc::UnboundedSender<Cmd>,
+    rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
+    /// Bumped on every state change (log followers watch it).
+    changed: watch::Sender<u64>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+fn write_state(dir: &Path, state: &PodState) {
+    let tmp = dir.join("state.json.tmp");
+    let result = serde_json::to_vec(state)
+        .map_err(std::io::Error::other)
+        .and_then(|bytes| std::fs::write(&tmp, bytes))
+        .and_then(|()| std::fs::rename(&tmp, dir.join("state.json")));
+    if let Err(e) = result {
+        tracing::warn!(pod = %state.uid, error = %e, "writing pod state failed");
+    }
+}
+
+fn read_state(dir: &Path) -> Option<PodState> {
+    let bytes = std::fs::read(dir.join("state.json")).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Which list a container is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Init,
+    Main,
+}
+
+impl PodWorker {
+    fn with_state(node: &Node, state: PodState, pod: Option<Arc<Pod>>) -> Arc<PodWorker> {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let dir = node.pod_dir(&state.uid);
+        Arc::new(PodWorker {
+            uid: state.uid.clone(),
+            dir,
+            state: Mutex::new(state),
+            pod: Mutex::new(pod),
+            tx,
+            rx: Mutex::new(Some(rx)),
+            changed: watch::channel(0).0,
+        })
+    }
+
+    /// A worker for `pod`: fresh, or re-adopting the state a previous agent left.
+    pub(crate) fn new(node: &Node, pod: Arc<Pod>) -> Result<Arc<PodWorker>, RuntimeError> {
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let dir = node.pod_dir(&uid);
+        let spec = pod
+            .spec
+            .as_ref()
+            .ok_or_else(|| RuntimeError::Failed("pod has no spec".into()))?;
+        let state = match read_state(&dir) {
+            Some(s) => s,
+            None => {
+                std::fs::create_dir_all(&dir)?;
+                PodState {
+                    uid: uid.clone(),
+                    namespace: pod.metadata.namespace.clone().unwrap_or_default(),
+                    name: pod.metadata.name.clone().unwrap_or_default(),
+                    pod_ips: Vec::new(),
+                    start_time: Timestamp::now(),
+                    sandbox: false,
+                    init: spec
+                        .init_containers
+                        .iter()
+                        .flatten()
+                        .map(CState::new)
+                        .collect(),
+                    containers: spec.containers.iter().map(CState::new).collect(),
+                }
+            }
+        };
+        write_state(&dir, &state);
+        Ok(Self::with_state(node, state, Some(pod)))
+    }
+
+    /// A worker for state left on disk by a pod that no longer exists, only
+    /// to stop and clean it.
+    pub(crate) fn adopt_orphan(
+        node: &Node,
+        uid: &str,
+    ) -> Result<Option<Arc<PodWorker>>, RuntimeError> {
+        let dir = node.pod_dir(uid);
+        match read_state(&dir) {
+            Some(state) => Ok(Some(Self::with_state(node, state, None))),
+            None => {
+                // Not even a state file: nothing was started from it.
+                let _ = std::fs::remove_dir_all(&dir);
+                Ok(None)
+            }
+        }
+    }
+
+    pub(crate) fn send(&self, cmd: Cmd) {
+        let _ = self.tx.send(cmd);
+    }
+
+    pub(crate) fn status(&self) -> PodRuntimeStatus {
+        let st = lock(&self.state);
+        PodRuntimeStatus {
+            pod_ips: st.pod_ips.clone(),
+            start_time: st.start_time,
+            init_containers: st.init.iter().map(|c| c.status.clone()).collect(),
+            containers: st.containers.iter().map(|c| c.status.clone()).collect(),
+        }
+    }
+
+    fn namespaces(&self) -> PodNamespaces {
+        PodNamespaces::at(&self.dir)
+    }
+
+    /// Apply a change to the state: persist it and tell everyone.
+    fn update<R>(&self, node: &Node, f: impl FnOnce(&mut PodState) -> R) -> R {
+        let r = {
+            let mut st = lock(&self.state);
+            let r = f(&mut st);
+            write_state(&self.dir, &st);
+            r
+        };
+        self.changed.send_modify(|v| *v += 1);
+        node.notify(&self.uid);
+        r
+    }
+
+    fn record(&self, node: &Node, ev: Recorded) {
+        let Some(recorder) = node.recorder.as_ref() else {
+            return;
+        };
+        let Some(pod) = lock(&self.pod).clone() else {
+            return;
+        };
+        let mut r = skiff_client::events::reference(&*pod);
+        if let Some(c) = &ev.container {
+            r.field_path = Some(format!("spec.containers{{{c}}}"));
+        }
+        let kind = if ev.warning {
+            skiff_client::events::EventType::Warning
+        } else {
+            skiff_client::events::EventType::Normal
+        };
+        recorder.record(r, kind, &ev.reason, &ev.message);
+    }
+
+    fn event(&self, node: &Node, container: Option<&str>, warning: bool, reason: &str, msg: &str) {
+        self.record(
+            node,
+            Recorded {
+                container: container.map(str::to_string),
+                warning,
+                reason: reason.into(),
+                message: msg.into(),
+            },
+        );
+    }
+
+    /// The worker's task: sandbox, then containers, until stopped.
+    pub(crate) async fn run(self: Arc<Self>, node: Arc<Node>) {
+        let Some(mut rx) = lock(&self.rx).take() else {
+            return;
+        };
+        // Re-adopt what a previous agent left running.
+        self.adopt(&node).await;
+        let mut sandbox_delay = Duration::from_millis(500);
+        loop {
+            let orphan = lock(&self.pod).is_none();
+            if !orphan && !lock(&self.state).sandbox {
+                match self.create_sandbox(&node).await {
+                    Ok(()) => {}
+                    Err(e) => {
+                        self.event(
+                            &node,
+                            None,
+                            true,
+                            "FailedCreatePodSandBox",
+                            &format!("Failed to create pod sandbox: {e}"),
+                        );
+                        sandbox_delay = (sandbox_delay * 2).min(Duration::from_secs(30));
+                    }
+                }
+            }
+            if !orphan && lock(&self.state).sandbox {
+                self.step(&node).await;
+            }
+            let wake = self.next_wake();
+            let sleep = match (lock(&self.state).sandbox, wake) {
+                (false, _) => sandbox_delay,
+                (true, Some(t)) => Duration::from_millis(
+                    u64::try_from(t.as_millisecond() - Timestamp::now().as_millisecond())
+                        .unwrap_or(0),
+                ),
+                (true, None) => Duration::from_secs(3600),
+            };
+            let cmd = tokio::select! {
+                cmd = rx.recv() => cmd,
+                _ = tokio::time::sleep(sleep) => continue,
+            };
+            match cmd {
+                None => return,
+                Some(Cmd::Update(pod)) => *lock(&self.pod) = Some(pod),
+                Some(Cmd::Exit(rec)) => self.exited(&node, rec).await,
+                Some(Cmd::Stop { grace, done }) => {
+                    self.shutdown(&node, grace, &mut rx).await;
+                    let _ = done.send(());
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The earliest back-off deadline.
+    fn next_wake(&self) -> Option<Timestamp> {
+        let st = lock(&self.state);
+        st.init
+            .iter()
+            .chain(st.containers.iter())
+            .filter(|c| !c.done && c.current.is_none())
+            .filter_map(|c| c.not_before)
+            .min()
+    }
+
+    async fn adopt(&self, node: &Node) {
+        let running: Vec<String> = {
+            let st = lock(&self.state);
+            st.init
+                .iter()
+                .chain(st.containers.iter())
+                .filter_map(|c| c.current.clone())
+                .collect()
+        };
+        if running.is_empty() {
+            return;
+        }
+        let list = node.supervisor.list().await.unwrap_or_default();
+        for id in running {
+            match list.iter().find(|r| r.id == id) {
+                Some(rec) if rec.exit.is_none() => {} // still running: keep it
+                Some(rec) => self.exited(node, rec.clone()).await,
+                None => {
+                    // Its process is gone and nobody saw it end.
+                    let rec = ContainerRecord {
+                        id: id.clone(),
+                        pid: 0,
+                        started_at: Timestamp::now(),
+                        log_path: PathBuf::new(),
+                        exit: Some(super::supervisor::ExitInfo {
+                            code: 137,
+                            signal: None,
+                            finished_at: Timestamp::now(),
+                        }),
+                    };
+                    let _ = node.runc(&["delete", "--force", &id]).await;
+                    self.exited(node, rec).await;
+                }
+            }
+        }
+    }
+
+    async fn create_sandbox(&self, node: &Node) -> Result<(), RuntimeError> {
+        let ns = self.namespaces();
+        let hostname = lock(&self.pod)
+            .as_ref()
+            .and_then(|p| {
+                p.spec
+                    .as_ref()
+                    .and_then(|s| s.hostname.clone())
+                    .or_else(|| p.metadata.name.clone())
+            })
+            .unwrap_or_default();
+        let hostname: String = hostname.chars().take(63).collect();
+        ns.create(&hostname).await?;
+        let target = Target {
+            container_id: &self.uid,
+            netns: &ns.net,
+            ifname: "eth0",
+        };
+        let attachment = node
+            .cni
+            .add(&node.network, target)
+            .await
+            .map_err(|e| RuntimeError::Failed(format!("setting up the pod network: {e}")))?;
+        self.update(node, |st| {
+            st.pod_ips = attachment.ips.clone();
+            st.sandbox = true;
+        });
+        Ok(())
+    }
+
+    /// Start whatever should run now.
+    async fn step(&self, node: &Node) {
+        let policy = self.policy();
+        // Init containers, one at a time in order.
+        let next_init = {
+            let st = lock(&self.state);
+            st.init.iter().position(|c| !c.done)
+        };
+        if let Some(i) = next_init {
+            let (running, failed_for_good) = {
+                let st = lock(&self.state);
+                let c = &st.init[i];
+                let failed = matches!(&c.status.state, ContainerState::Terminated(t) if t.exit_code != 0)
+                    && policy == RestartPolicy::Never;
+                (c.running() || c.current.is_some(), failed)
+            };
+            if !running && !failed_for_good && self.due(Kind::Init, i) {
+                self.start(node, Kind::Init, i).await;
+            }
+            return;
+        }
+        let n = lock(&self.state).containers.len();
+        for i in 0..n {
+            let should = {
+                let st = lock(&self.state);
+                let c = &st.containers[i];
+                !c.done && c.current.is_none()
+            };
+            if should && self.due(Kind::Main, i) {
+                self.start(node, Kind::Main, i).await;
+            }
+        }
+    }
+
+    fn due(&self, kind: Kind, i: usize) -> bool {
+        let st = lock(&self.state);
+        let list = match kind {
+            Kind::Init => &st.init,
+            Kind::Main => &st.containers,
+        };
+        list.get(i)
+            .and_then(|c| c.not_before)
+            .is_none_or(|t| t <= Timestamp::now())
+    }
+
+    fn policy(&self) -> RestartPolicy {
+        lock(&self.pod)
+            .as_ref()
+            .map_or(RestartPolicy::Never, |p| RestartPolicy::of(p))
+    }
+
+    fn container_spec(&self, kind: Kind, i: usize) -> Option<Container> {
+        let pod = lock(&self.pod).clone()?;
+        let spec = pod.spec.as_ref()?;
+        match kind {
+            Kind::Init => spec.init_containers.as_ref()?.get(i).cloned(),
+            Kind::Main => spec.containers.get(i).cloned(),
+        }
+    }
+
+    fn with_container<R>(
+        &self,
+        node: &Node,
+        kind: Kind,
+        i: usize,
+        f: impl FnOnce(&mut CState) -> R,
+    ) -> Option<R> {
+        self.update(node, |st| {
+            let list = match kind {
+                Kind::Init => &mut st.init,
+                Kind::Main => &mut st.containers,
+            };
+            list.get_mut(i).map(f)
+        })
+    }
+
+    fn container_dir(&self, id: &str) -> PathBuf {
+        self.dir.join("containers").join(id)
+    }
+
+    fn log_path(&self, name: &str, run: u32) -> PathBuf {
+        self.dir.join("logs").join(name).join(format!("{run}.log"))
+    }
+
+    async fn start(&self, node: &Node, kind: Kind, i: usize) {
+        let Some(spec) = self.container_spec(kind, i) else {
+            return;
+        };
+        let name = spec.name.clone();
+        let run = {
+            let st = lock(&self.state);
+            let list = match kind {
+                Kind::Init => &st.init,
+                Kind::Main => &st.containers,
+            };
+            list.get(i).map_or(0, |c| c.runs)
+        };
+        let id = format!("{}-{}-{}", self.uid, name, run);
+        let dir = self.container_dir(&id);
+        let image = spec.image.clone().unwrap_or_default();
+        let pull_policy = spec
+            .image_pull_policy
+            .clone()
+            .unwrap_or_else(|| "IfNotPresent".into());
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            self.start_failed(node, kind, i, "CreateContainerError", &e.to_string());
+            return;
+        }
+        let prepared = match node.images.prepare(&image, &pull_policy, &dir).await {
+            Ok(p) => p,
+            Err(e) => {
+                self.event(
+                    node,
+                    Some(&name),
+                    true,
+                    "Failed",
+                    &format!("Failed to pull image {image:?}: {}", e.message),
+                );
+                self.with_container(node, kind, i, |c| {
+                    c.backoff = next_backoff(c.backoff);
+                    c.not_before = Some(after(c.backoff));
+                    c.status.state = ContainerState::Waiting {
+                        reason: e.reason.clone(),
+                        message: Some(e.message.clone()),
+                    };
+                });
+                let _ = std::fs::remove_dir_all(&dir);
+                return;
+            }
+        };
+        let ns = self.namespaces();
+        let log_path = self.log_path(&name, run);
+        let cfg = BasicSpec {
+            id: &id,
+            rootfs: &prepared.rootfs,
+            container: &spec,
+            image: prepared.config.as_ref(),
+            namespaces: &ns,
+            cgroups_path: &format!("{}/pod{}/{}", node.config.cgroup_parent, self.uid, id),
+        };
+        if let Err(e) = write_basic_spec(&dir, &cfg) {
+            node.images.release(&dir).await;
+            self.start_failed(node, kind, i, "CreateContainerConfigError", &e.to_string());
+            return;
+        }
+        self.with_container(node, kind, i, |c| {
+            c.runs = run + 1;
+            c.current = Some(id.clone());
+            c.status.image_id = prepared.image_id.clone();
+        });
+        let started = node
+            .supervisor
+            .start(StartSpec {
+                id: id.clone(),
+                bundle: dir.clone(),
+                log_path,
+                stdin: false,
+            })
+            .await;
+        match started {
+            Ok(rec) => {
+                self.with_container(node, kind, i, |c| {
+                    c.status.container_id = Some(format!("runc://{id}"));
+                    c.status.state = ContainerState::Running {
+                        started_at: rec.started_at,
+                    };
+                    c.status.started = true;
+                    c.status.ready = true;
+                    c.not_before = None;
+                });
+                self.event(
+                    node,
+                    Some(&name),
+                    false,
+                    "Started",
+                    &format!("Started container {name}"),
+                );
+            }
+            Err(e) => {
+                let message = match e {
+                    SupervisorError::Failed(m) => m,
+                    other => other.to_string(),
+                };
+                let _ = node.runc(&["delete", "--force", &id]).await;
+                node.images.release(&dir).await;
+                let _ = std::fs::remove_dir_all(&dir);
+                self.event(
+                    node,
+                    Some(&name),
+                    true,
+                    "Failed",
+                    &format!("Error: {message}"),
+                );
+                let now = Timestamp::now();
+                self.finished(
+                    node,
+                    kind,
+                    i,
+                    Termination {
+                        exit_code: 128,
+                        reason: "StartError".into(),
+                        message: Some(message),
+                        started_at: now,
+                        finished_at: now,
+                    },
+                );
+            }
+        }
+    }
+
+    /// The container could not even be created: wait and retry.
+    fn start_failed(&self, node: &Node, kind: Kind, i: usize, reason: &str, message: &str) {
+        let name = self
+            .container_spec(kind, i)
+            .map(|c| c.name)
+            .unwrap_or_default();
+        self.event(
+            node,
+            Some(&name),
+            true,
+            "Failed",
+            &format!("Error: {message}"),
+        );
+        self.with_container(node, kind, i, |c| {
+            c.backoff = next_backoff(c.backoff);
+            c.not_before = Some(after(c.backoff));
+            c.status.state = ContainerState::Waiting {
+                reason: reason.into(),
+                message: Some(message.into()),
+            };
+        });
+    }
+
+    /// A run ended: record it and decide whether (and when) it runs again.
+    fn finished(&self, node: &Node, kind: Kind, i: usize, t: Termination) {
+        let policy = self.policy();
+        let pod_name = {
+            let st = lock(&self.state);
+            format!("{}_{}({})", st.name, st.namespace, st.uid)
+        };
+        let ran = t.finished_at.as_second() - t.started_at.as_second();
+        let restart = match kind {
+            // An init container that succeeded is done; one that failed
+            // runs again unless the pod never restarts.
+            Kind::Init => t.exit_code != 0 && policy != RestartPolicy::Never,
+            Kind::Main => policy.restarts(t.exit_code),
+        };
+        let back_off = self.with_container(node, kind, i, |c| {
+            c.current = None;
+            c.status.ready = false;
+            c.status.started = false;
+            if kind == Kind::Init && t.exit_code == 0 {
+                c.done = true;
+                c.status.state = ContainerState::Terminated(t.clone());
+                return None;
+            }
+            if !restart {
+                if kind == Kind::Main {
+                    c.done = true;
+                }
+                c.status.state = ContainerState::Terminated(t.clone());
+                return None;
+            }
+            // Restarting: the first restart is immediate, then back off.
+            if ran >= BACKOFF_RESET {
+                c.backoff = 0;
+            }
+            let delay = c.backoff;
+            c.backoff = next_backoff(c.backoff);
+            c.not_before = Some(after(delay));
+            c.status.last_state = Some(t.clone());
+            c.status.restart_count += 1;
+            if delay == 0 {
+                c.status.state = ContainerState::Waiting {
+                    reason: "ContainerCreating".into(),
+                    message: None,
+                };
+                None
+            } else {
+                let msg = format!(
+                    "back-off {} restarting failed container={} pod={pod_name}",
+                    human(delay),
+                    c.status.name
+                );
+                c.status.state = ContainerState::Waiting {
+                    reason: "CrashLoopBackOff".into(),
+                    message: Some(msg.clone()),
+                };
+                Some((c.status.name.clone(), msg))
+            }
+        });
+        if let Some(Some((name, msg))) = back_off {
+            self.event(
+                node,
+                Some(&name),
+                true,
+                "BackOff",
+                &format!("Back-off restarting failed container {name} in pod {pod_name}: {msg}"),
+            );
+        }
+    }
+
+    /// The supervisor says a container ended.
+    async fn exited(&self, node: &Node, rec: ContainerRecord) {
+        let Some(exit) = rec.exit.clone() else {
+            return;
+        };
+        let found = {
+            let st = lock(&self.state);
+            st.init
+                .iter()
+                .position(|c| c.current.as_deref() == Some(rec.id.as_str()))
+                .map(|i| (Kind::Init, i))
+                .or_else(|| {
+                    st.containers
+                        .iter()
+                        .position(|c| c.current.as_deref() == Some(rec.id.as_str()))
+                        .map(|i| (Kind::Main, i))
+                })
+        };
+        let dir = self.container_dir(&rec.id);
+        let _ = node.runc(&["delete", "--force", &rec.id]).await;
+        node.images.release(&dir).await;
+        let _ = std::fs::remove_dir_all(&dir);
+        let _ = node.supervisor.forget(&rec.id).await;
+        let Some((kind, i)) = found else {
+            return;
+        };
+        let started_at = {
+            let st = lock(&self.state);
+            let list = match kind {
+                Kind::Init => &st.init,
+                Kind::Main => &st.containers,
+            };
+            match list.get(i).map(|c| &c.status.state) {
+                Some(ContainerState::Running { started_at }) => *started_at,
+                _ => rec.started_at,
+            }
+        };
+        let reason = if exit.code == 0 { "Completed" } else { "Error" };
+        self.finished(
+            node,
+            kind,
+            i,
+            Termination {
+                exit_code: exit.code,
+                reason: reason.into(),
+                message: None,
+                started_at,
+                finished_at: exit.finished_at,
+            },
+        );
+    }
+
+    /// Stop every container (TERM, KILL after `grace`), then the sandbox.
+    async fn shutdown(&self, node: &Node, grace: Duration, rx: &mut mpsc::UnboundedReceiver<Cmd>) {
+        let running = || -> Vec<String> {
+            let st = lock(&self.state);
+            st.init
+                .iter()
+                .chain(st.containers.iter())
+                .filter_map(|c| c.current.clone())
+                .collect()
+        };
+        // Nothing may start again.
+        self.update(node, |st| {
+            for c in st.init.iter_mut().chain(st.containers.iter_mut()) {
+                c.done = true;
+            }
+        });
+        for id in running() {
+            self.event(
+                node,
+                None,
+                false,
+                "Killing",
+                &format!("Stopping container {id}"),
+            );
+            let _ = node.runc(&["kill", &id, "TERM"]).await;
+        }
+        let deadline = tokio::time::Instant::now() + grace;
+        let mut killed = false;
+        loop {
+            if running().is_empty() {
+                break;
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline && !killed {
+                for id in running() {
+                    let _ = node.runc(&["kill", &id, "KILL"]).await;
+                }
+                killed = true;
+            }
+            let wait = if killed {
+                Duration::from_secs(10)
+            } else {
+                deadline - now
+            };
+            match tokio::time::timeout(wait, rx.recv()).await {
+                Ok(Some(Cmd::Exit(rec))) => self.exited(node, rec).await,
+                Ok(Some(Cmd::Stop { done, .. })) => {
+                    let _ = done.send(());
+                }
+                Ok(Some(Cmd::Update(_))) => {}
+                Ok(None) => break,
+                Err(_) if killed => {
+                    // Exits never came: the supervisor lost them. Clean up anyway.
+                    for id in running() {
+                        let rec = ContainerRecord {
+                            id: id.clone(),
+                            pid: 0,
+                            started_at: Timestamp::now(),
+                            log_path: PathBuf::new(),
+                            exit: Some(super::supervisor::ExitInfo {
+                                code: 137,
+                                signal: Some(9),
+                                finished_at: Timestamp::now(),
+                            }),
+                        };
+                        self.exited(node, rec).await;
+                    }
+                    break;
+                }
+                Err(_) => {}
+            }
+        }
+        let ns = self.namespaces();
+        if ns.net.exists() {
+            let target = Target {
+                container_id: &self.uid,
+                netns: &ns.net,
+                ifname: "eth0",
+            };
+            if let Err(e) = node.cni.del(&node.network, target).await {
+                tracing::warn!(pod = %self.uid, error = %e, "releasing the pod network failed");
+            }
+        }
+        ns.remove();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        node.notify(&self.uid);
+    }
+
+    /// A container's output, as `kubectl logs` asks.
+    pub(crate) fn logs(
+        self: &Arc<Self>,
+        container: &str,
+        options: LogOptions,
+    ) -> Result<ByteStream, RuntimeError> {
+        let (run, current) = {
+            let st = lock(&self.state);
+            let c = st
+                .init
+                .iter()
+                .chain(st.containers.iter())
+                .find(|c| c.status.name == container)
+                .ok_or_else(|| RuntimeError::ContainerNotFound {
+                    pod: format!("{}/{}", st.namespace, st.name),
+                    container: container.into(),
+                })?;
+            (c.runs, c.current.clone())
+        };
+        // Runs are numbered from 0; `-p` is the run before the latest (the
+        // latest may be running, or be the one that just failed).
+        let which = if options.previous {
+            run.checked_sub(2)
+        } else {
+            run.checked_sub(1)
+        };
+        let Some(which) = which else {
+            let name = lock(&self.state).name.clone();
+            return Err(RuntimeError::Failed(if options.previous {
+                format!("previous terminated container {container:?} in pod {name:?} not found")
+            } else {
+                format!("container {container:?} in pod {name:?} is waiting to start: ContainerCreating")
+            }));
+        };
+        let path = self.log_path(container, which);
+        let read = crilog::ReadOptions {
+            tail_lines: options.tail_lines,
+            since: options.since,
+            timestamps: options.timestamps,
+        };
+        let (first, pos) = crilog::read_all(&path, &read)?;
+        let limit = options.limit_bytes;
+        let follow = options.follow && !options.previous && current.is_some();
+        if !follow {
+            let mut first = first;
+            if let Some(l) = limit {
+                first.truncate(usize::try_from(l).unwrap_or(usize::MAX));
+            }
+            return Ok(futures::stream::once(async move { Ok(first) }).boxed());
+        }
+        let me = self.clone();
+        let id = current.unwrap_or_default();
+        let timestamps = options.timestamps;
+        let stream = async_stream(move |tx| async move {
+            let mut sent = 0u64;
+            let mut send = |bytes: Vec<u8>| -> bool {
+                if bytes.is_empty() {
+                    return true;
+                }
+                let mut bytes = bytes;
+                if let Some(l) = limit {
+                    let room = l.saturating_sub(sent);
+                    bytes.truncate(usize::try_from(room).unwrap_or(usize::MAX));
+                }
+                sent += bytes.len() as u64;
+                tx.send(Ok(bytes)).is_ok() && limit.is_none_or(|l| sent < l)
+            };
+            if !send(first) {
+                return;
+            }
+            let mut pos = pos;
+            let mut changed = me.changed.subscribe();
+            loop {
+                let still = {
+                    let st = lock(&me.state);
+                    st.init
+                        .iter()
+                        .chain(st.containers.iter())
+                        .any(|c| c.current.as_deref() == Some(id.as_str()))
+                };
+                match crilog::read_from(&path, pos, timestamps) {
+                    Ok((bytes, p)) => {
+                        pos = p;
+                        if !send(bytes) {
+                            return;
+                        }
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(RuntimeError::Io(e)));
+                        return;
+                    }
+                }
+                if !still {
+                    return;
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                    r = changed.changed() => if r.is_err() { return },
+                }
+            }
+        });
+        Ok(stream)
+    }
+}
+
+/// A stream fed by a task (the task stops when the receiver is dropped).
+fn async_stream<F, Fut>(f: F) -> ByteStream
+where
+    F: FnOnce(mpsc::UnboundedSender<Result<Vec<u8>, RuntimeError>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::unbounded_channel();
+    tokio::spawn(f(tx));
+    tokio_stream_from(rx)
+}
+
+fn tokio_stream_from(mut rx: mpsc::UnboundedReceiver<Result<Vec<u8>, RuntimeError>>) -> ByteStream {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx)).boxed()
+}
+
+fn next_backoff(prev: u64) -> u64 {
+    if prev == 0 {
+        BACKOFF_INITIAL
+    } else {
+        (prev * 2).min(BACKOFF_MAX)
+    }
+}
+
+fn after(secs: u64) -> Timestamp {
+    let ms = i64::try_from(secs.saturating_mul(1000)).unwrap_or(i64::MAX / 2);
+    Timestamp::from_millisecond(Timestamp::now().as_millisecond().saturating_add(ms))
+        .unwrap_or_else(|_| Timestamp::now())
+}
+
+/// `10s`, `1m20s`, `5m0s`, as Go prints durations.
+fn human(secs: u64) -> String {
+    if secs < 60 {
+        format!("{secs}s")
+    } else {
+        format!("{}m{}s", secs / 60, secs % 60)
+    }
+}
+
+/// What the first, minimal bundle needs (replaced by the full spec builder).
+struct BasicSpec<'a> {
+    id: &'a str,
+    rootfs: &'a Path,
+    container: &'a Container,
+    image: Option<&'a oci_spec::image::ImageConfiguration>,
+    namespaces: &'a PodNamespaces,
+    cgroups_path: &'a str,
+}
+
+fn write_basic_spec(dir: &Path, s: &BasicSpec<'_>) -> Result<(), RuntimeError> {
+    let image_cfg = s.image.and_then(|i| i.config().clone());
+    let entrypoint = image_cfg
+        .as_ref()
+        .and_then(|c| c.entrypoint().clone())
+        .unwrap_or_default();
+    let cmd = image_cfg
+        .as_ref()
+        .and_then(|c| c.cmd().clone())
+        .unwrap_or_default();
+    let args: Vec<String> = match (&s.container.command, &s.container.args) {
+        (Some(c), Some(a)) => c.iter().chain(a.iter()).cloned().collect(),
+        (Some(c), None) => c.clone(),
+        (None, Some(a)) => entrypoint.iter().chain(a.iter()).cloned().collect(),
+        (None, None) => entrypoint.iter().chain(cmd.iter()).cloned().collect(),
+    };
+    if args.is_empty() {
+        return Err(RuntimeError::Failed(format!(
+            "no command specified for container {:?}",
+            s.container.name
+        )));
+    }
+    let mut env: Vec<String> = image_cfg
+        .as_ref()
+        .and_then(|c| c.env().clone())
+        .unwrap_or_else(|| {
+            vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
+        });
+    for e in s.container.env.iter().flatten() {
+        env.retain(|x| x.split('=').next() != Some(e.name.as_str()));
+        env.push(format!(
+            "{}={}",
+            e.name,
+            e.value.clone().unwrap_or_default()
+        ));
+    }
+    let cwd = s
+        .container
+        .working_dir
+        .clone()
+        .or_else(|| image_cfg.as_ref().and_then(|c| c.working_dir().clone()))
+        .filter(|w| !w.is_empty())
+        .unwrap_or_else(|| "/".into());
+    let caps = [
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
+    ];
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": false
+        },
+        "root": {"path": s.rootfs, "readonly": false},
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
+            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
+            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
+            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
+            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
+        ],
+        "linux": {
+            "cgroupsPath": s.cgroups_path,
+            "namespaces": [
+                {"type": "pid"},
+                {"type": "mount"},
+                {"type": "network", "path": s.namespaces.net},
+                {"type": "ipc", "path": s.namespaces.ipc},
+                {"type": "uts", "path": s.namespaces.uts}
+            ],
+            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
+            "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+        },
+        "annotations": {"io.kubernetes.container.name": s.container.name, "skiff.dev/id": s.id}
+    });
+    let bytes =
+        serde_json::to_vec_pretty(&spec).map_err(|e| RuntimeError::Failed(e.to_string()))?;
+    std::fs::write(dir.join("config.json"), bytes)?;
+    Ok(())
+}
