@@ -9,12 +9,13 @@ pub mod bundle;
 pub mod cgroups;
 pub mod cni;
 pub mod fake;
+mod ipam;
 pub mod kubelet;
 pub mod network;
-mod ipam;
 mod quantity;
 mod queue;
 pub mod runtime;
+pub mod sandbox;
 pub mod status;
 
 use std::sync::Arc;
