@@ -32,6 +32,9 @@ mod remotecommand;
 pub mod spdy;
 mod ws_io;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::Arc;
 
 use axum::response::{IntoResponse, Response};
