@@ -105,6 +105,10 @@ type PortMap = BTreeMap<(String, Protocol), u16>;
 struct Collected {
     endpoints: BTreeMap<Ipv4Addr, Option<String>>,
     backends: BTreeMap<(String, Protocol), BTreeSet<Backend>>,
+    /// Endpoints that are terminating but still serving: used for a port
+    /// only when it has no ready backend, so connections made while the
+    /// last pods shut down still land (kube-proxy's rule since 1.28).
+    terminating: BTreeMap<(String, Protocol), BTreeSet<Backend>>,
 }
 
 impl Collected {
@@ -141,14 +145,24 @@ fn from_slices<'a>(slices: impl Iterator<Item = &'a EndpointSlice>) -> Option<Co
             })
             .collect();
         for ep in &slice.endpoints {
+            let cond = ep.conditions.as_ref();
             // A missing `ready` means ready (the API's documented default).
-            let ready = ep.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
-            if !ready {
-                continue;
-            }
+            let ready = cond.and_then(|c| c.ready).unwrap_or(true);
+            let draining = cond.and_then(|c| c.serving).unwrap_or(false)
+                && cond.and_then(|c| c.terminating).unwrap_or(false);
             for addr in &ep.addresses {
-                if let Ok(ip) = addr.parse::<Ipv4Addr>() {
+                let Ok(ip) = addr.parse::<Ipv4Addr>() else {
+                    continue;
+                };
+                if ready {
                     out.add(ip, ep.hostname.clone(), &ports);
+                } else if draining {
+                    for (key, port) in &ports {
+                        out.terminating
+                            .entry(key.clone())
+                            .or_default()
+                            .insert(Backend { ip, port: *port });
+                    }
                 }
             }
         }
@@ -264,9 +278,12 @@ fn entry(svc: &Service, key: (String, String), mut collected: Collected) -> Opti
             let protocol = Protocol::parse(p.protocol.as_deref())?;
             let port = u16::try_from(p.port).ok()?;
             let name = p.name.clone().unwrap_or_default();
+            let key = (name.clone(), protocol);
             let backends = collected
                 .backends
-                .remove(&(name.clone(), protocol))
+                .remove(&key)
+                .filter(|b| !b.is_empty())
+                .or_else(|| collected.terminating.remove(&key))
                 .map(|b| b.into_iter().collect())
                 .unwrap_or_default();
             Some(ServicePort {
@@ -345,9 +362,23 @@ mod tests {
                 {"addresses": ["10.244.0.4"]}
             ]),
         );
+        // Terminating endpoints only count when nothing is ready.
+        let draining = serde_json::from_value::<EndpointSlice>(json!({
+            "metadata": {"namespace": "ns", "name": "web-c",
+                "labels": {"kubernetes.io/service-name": "web"}},
+            "addressType": "IPv4",
+            "ports": [{"name": "http", "port": 8080}],
+            "endpoints": [{"addresses": ["10.244.0.7"],
+                "conditions": {"ready": false, "serving": true, "terminating": true}}]
+        }))
+        .unwrap();
+        let only_draining = Catalog::build([&svc], [&draining], []);
+        let http = &only_draining.get("ns", "web").unwrap().ports[0];
+        assert_eq!(http.backends.len(), 1, "the draining endpoint serves");
+        assert!(only_draining.get("ns", "web").unwrap().endpoints.is_empty());
         // A second slice whose pods name the port differently.
         let b = slice("web-b", 9090, json!([{"addresses": ["10.244.0.5"]}]));
-        let cat = Catalog::build([&svc], [&a, &b], []);
+        let cat = Catalog::build([&svc], [&a, &b, &draining], []);
         let web = cat.get("ns", "web").unwrap();
         assert_eq!(
             web.kind,
