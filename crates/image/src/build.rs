@@ -28,6 +28,7 @@ use oci_spec::image::{
 
 use crate::digest::Digest;
 use crate::error::{Error, IoContext, Result};
+use crate::unpack::Compression;
 
 /// The mtime of every entry the builder writes.
 pub const MTIME: u64 = 1_700_000_000;
@@ -281,7 +282,7 @@ pub struct ImageBuilder {
     user: Option<String>,
     exposed_ports: Vec<String>,
     labels: HashMap<String, String>,
-    gzip: bool,
+    compression: Compression,
     multi_platform: bool,
 }
 
@@ -346,7 +347,7 @@ impl ImageBuilder {
             user: None,
             exposed_ports: Vec::new(),
             labels: HashMap::new(),
-            gzip: true,
+            compression: Compression::Gzip,
             multi_platform: false,
         }
     }
@@ -408,7 +409,17 @@ impl ImageBuilder {
     /// gzip the layers of OCI layouts (default true). Docker archives are
     /// always uncompressed, as `docker save` writes them.
     pub fn gzip(mut self, on: bool) -> Self {
-        self.gzip = on;
+        self.compression = if on {
+            Compression::Gzip
+        } else {
+            Compression::None
+        };
+        self
+    }
+
+    /// zstd-compress the layers of OCI layouts.
+    pub fn zstd(mut self) -> Self {
+        self.compression = Compression::Zstd;
         self
     }
 
@@ -456,10 +467,10 @@ impl ImageBuilder {
     }
 
     fn manifest_for(&self, config: &[u8], layers: &[Vec<u8>]) -> Result<Vec<u8>> {
-        let layer_type = if self.gzip {
-            MediaType::ImageLayerGzip
-        } else {
-            MediaType::ImageLayer
+        let layer_type = match self.compression {
+            Compression::Gzip => MediaType::ImageLayerGzip,
+            Compression::Zstd => MediaType::ImageLayerZstd,
+            Compression::None => MediaType::ImageLayer,
         };
         let mut descs = Vec::new();
         for l in layers {
@@ -497,10 +508,18 @@ impl ImageBuilder {
             });
         }
         let diff_ids: Vec<Digest> = tars.iter().map(|t| Digest::of(t)).collect();
-        let layers: Vec<Vec<u8>> = if self.gzip {
-            tars.iter().map(|t| gzip(t)).collect::<Result<_>>()?
-        } else {
-            tars.clone()
+        let layers: Vec<Vec<u8>> = match self.compression {
+            Compression::Gzip => tars.iter().map(|t| gzip(t)).collect::<Result<_>>()?,
+            Compression::Zstd => tars
+                .iter()
+                .map(|t| {
+                    ruzstd::encoding::compress_to_vec(
+                        t.as_slice(),
+                        ruzstd::encoding::CompressionLevel::Fastest,
+                    )
+                })
+                .collect(),
+            Compression::None => tars.clone(),
         };
         let config = json(&self.config_for(Arch::default(), &diff_ids)?, "config")?;
         let manifest = self.manifest_for(&config, &layers)?;

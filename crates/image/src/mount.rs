@@ -52,18 +52,20 @@ pub fn mount_rootfs(image: &Image, container_dir: &Path) -> Result<PathBuf> {
         path: rootfs.clone(),
         reason,
     };
-    let mut lower_strs = Vec::with_capacity(lowers.len());
-    for l in lowers.iter().chain([&upper, &work]) {
-        let s = l
+    let check = |p: &Path| -> Result<String> {
+        let s = p
             .to_str()
-            .ok_or_else(|| fail(format!("{} is not UTF-8", l.display())))?;
+            .ok_or_else(|| fail(format!("{} is not UTF-8", p.display())))?;
         if s.contains([':', ',', '\\']) {
             return Err(fail(format!("{s} contains ':', ',' or '\\'")));
         }
-        lower_strs.push(s.to_string());
-    }
-    let (upper_s, work_s) = (path_str(&upper), path_str(&work));
-    lower_strs.truncate(lowers.len());
+        Ok(s.to_string())
+    };
+    let lower_strs = lowers
+        .iter()
+        .map(|l| check(l))
+        .collect::<Result<Vec<_>>>()?;
+    let (upper_s, work_s) = (check(&upper)?, check(&work)?);
 
     let opts = format!(
         "lowerdir={},upperdir={upper_s},workdir={work_s}",
@@ -85,10 +87,6 @@ pub fn mount_rootfs(image: &Image, container_dir: &Path) -> Result<PathBuf> {
     }
     tracing::debug!(rootfs = %rootfs.display(), layers = lowers.len(), "mounted rootfs");
     Ok(rootfs)
-}
-
-fn path_str(p: &Path) -> String {
-    p.to_string_lossy().into_owned()
 }
 
 /// The new mount API: no limit on the number of layers.

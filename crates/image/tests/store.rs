@@ -316,6 +316,41 @@ fn inode(p: &Path) -> u64 {
 }
 
 #[test]
+fn zstd_and_uncompressed_layers() {
+    let tmp = tmpdir("zstd");
+    let store = ImageStore::open(tmp.path().join("store")).unwrap();
+    for (name, builder) in [
+        ("zstd", ImageBuilder::new().zstd()),
+        ("plain", ImageBuilder::new().gzip(false)),
+    ] {
+        let archive = tmp.path().join(format!("{name}.tar"));
+        let built = builder
+            .layer(Layer::new().file("/z", name, 0o644))
+            .write_oci_archive(&archive, Some(&format!("test/{name}:1")))
+            .unwrap();
+        let head = fs::read(store_blob_in(&archive, &built.layer_digests[0])).unwrap();
+        let zstd_magic = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+        assert_eq!(zstd_magic, name == "zstd");
+        let img = store.import(&archive, None).unwrap().remove(0);
+        assert_eq!(fs::read_to_string(img.layers[0].join("z")).unwrap(), name);
+        assert_eq!(img.diff_ids[0], built.diff_ids[0].to_string());
+    }
+}
+
+/// Unpack one blob of an OCI archive to look at it.
+fn store_blob_in(archive: &Path, digest: &skiff_image::Digest) -> PathBuf {
+    let out = archive.with_extension("blob");
+    let mut a = tar::Archive::new(fs::File::open(archive).unwrap());
+    for e in a.entries().unwrap() {
+        let mut e = e.unwrap();
+        if e.path().unwrap().ends_with(digest.hex()) {
+            e.unpack(&out).unwrap();
+        }
+    }
+    out
+}
+
+#[test]
 fn a_layer_shared_by_two_images_is_unpacked_once() {
     let tmp = tmpdir("shared");
     let store = ImageStore::open(tmp.path().join("store")).unwrap();
