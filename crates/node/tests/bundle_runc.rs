@@ -163,6 +163,7 @@ impl Fixture {
             .unwrap();
         let mut node = NodeSettings::new(8 << 30);
         node.min_oom_score_adj = bundle::oom_score_adj_floor().unwrap();
+        node.all_capabilities = bundle::current_capabilities().unwrap();
         let plan = bundle::resolve(pod, container, image, env, prepared, &node).unwrap();
         let spec = bundle::spec(&plan).unwrap();
         let dir = self.dir.path().join(format!("bundle-{id}"));
@@ -623,4 +624,31 @@ async fn stats_count_the_cpu_of_a_busy_loop() {
     let pod_stats = f.cgroups.pod_stats(&f.pod_uid).unwrap();
     assert!(pod_stats.cpu_usage_ns >= stats.cpu_usage_ns);
     assert_eq!(pod_stats.oom_kills, 0);
+}
+
+#[tokio::test]
+async fn a_privileged_container_has_every_capability_and_no_filters() {
+    let mut f = Fixture::new("privileged");
+    let container: Container = serde_json::from_value(json!({
+        "name": "priv",
+        "image": "busybox",
+        "command": ["/bin/sh", "-c", "cat /proc/self/status; for m in /proc/keys /proc/timer_list; do echo MASK $m $(stat -c %t:%T $m); done"],
+        "securityContext": {"privileged": true},
+    }))
+    .unwrap();
+    let p = pod(
+        "priv",
+        &f.pod_uid,
+        json!({"containers": [container.clone()]}),
+    );
+    let limits = bundle::pod_resources(p.spec.as_ref().unwrap(), None).unwrap();
+    f.cgroups.create_pod(&f.pod_uid, &limits).unwrap();
+    let (id, dir) = f.bundle(&p, &container, &image(json!({})), &[]);
+    let (code, out, err) = f.run(&id, &dir).await;
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    // Everything this process may hand on (runc cannot grant more).
+    let own = std::fs::read_to_string("/proc/self/status").unwrap();
+    assert_eq!(status_field(&out, "CapEff"), status_field(&own, "CapBnd"));
+    assert_eq!(status_field(&out, "Seccomp"), "0");
+    assert!(!out.contains("MASK /proc/keys 1:3"), "{out}");
 }

@@ -40,7 +40,8 @@ pub use resources::{
 };
 pub use seccomp::runtime_default as runtime_default_seccomp;
 pub use security::{
-    capabilities, parse_capability, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS,
+    capabilities, capabilities_from_mask, current_capabilities, parse_capability,
+    DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS,
 };
 pub use user::ImageUsers;
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 
 use k8s_openapi::api::core::v1::{Container, Pod, PodSecurityContext, SecurityContext};
 use oci_spec::image::ImageConfiguration;
+use oci_spec::runtime::Capability;
 
 use super::expand::expand;
 use super::resources::{container_resources, cpu_quota, cpu_shares, oom_score_adj, pod_qos};
@@ -55,6 +56,10 @@ pub struct NodeSettings {
     /// runc for less than its own (see [`oom_score_adj_floor`]), or every
     /// Guaranteed container fails to start.
     pub min_oom_score_adj: i32,
+    /// What `privileged` and `add: [ALL]` grant: the capabilities the agent
+    /// holds ([`current_capabilities`](super::current_capabilities)); runc
+    /// fails to start a container asking for more.
+    pub all_capabilities: Vec<Capability>,
 }
 
 /// The lowest OOM score adjustment this process can hand its children:
@@ -82,7 +87,7 @@ pub fn oom_score_adj_floor() -> std::io::Result<i32> {
 impl NodeSettings {
     /// Settings for a node with `memory_capacity_bytes` of memory: a pids
     /// limit of 4096, RuntimeDefault seccomp by default, swap accounted, no
-    /// floor on OOM scores.
+    /// floor on OOM scores, every capability grantable.
     pub fn new(memory_capacity_bytes: u64) -> Self {
         Self {
             pids_limit: Some(4096),
@@ -90,6 +95,7 @@ impl NodeSettings {
             seccomp_default: true,
             swap_accounting: true,
             min_oom_score_adj: -1000,
+            all_capabilities: super::security::capabilities_from_mask(u64::MAX),
         }
     }
 }
@@ -357,6 +363,7 @@ pub fn resolve(
         privileged,
         caps.and_then(|c| c.add.as_deref()).unwrap_or_default(),
         caps.and_then(|c| c.drop.as_deref()).unwrap_or_default(),
+        &node.all_capabilities,
     )?;
     let seccomp = match sc.seccomp().map(|p| p.type_.as_str()) {
         Some("RuntimeDefault") => SeccompMode::RuntimeDefault,

@@ -27,9 +27,8 @@ pub const DEFAULT_CAPABILITIES: [&str; 14] = [
     "AUDIT_WRITE",
 ];
 
-/// Every capability Linux defines (through `CAP_CHECKPOINT_RESTORE`, 5.9):
-/// what `privileged` and `add: [ALL]` grant. runc skips the ones the
-/// running kernel does not know.
+/// Every capability Linux defines (through `CAP_CHECKPOINT_RESTORE`, 5.9),
+/// in bit order (entry `i` is bit `i` of a `/proc/<pid>/status` mask).
 pub const ALL_CAPABILITIES: [&str; 41] = [
     "CHOWN",
     "DAC_OVERRIDE",
@@ -114,6 +113,33 @@ pub fn parse_capability(name: &str) -> Result<Capability, BundleError> {
     })
 }
 
+/// The capabilities set in a `/proc/<pid>/status` mask (`CapEff:` …).
+pub fn capabilities_from_mask(mask: u64) -> Vec<Capability> {
+    let names: Vec<&str> = ALL_CAPABILITIES
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| mask & (1 << bit) != 0)
+        .map(|(_, n)| *n)
+        .collect();
+    parse_all(&names)
+}
+
+/// The effective capabilities of this process: what `privileged` and
+/// `add: [ALL]` grant (containerd's "all current capabilities"), since runc
+/// cannot hand a container more than the agent holds.
+///
+/// # Errors
+/// Reading `/proc/self/status`.
+pub fn current_capabilities() -> std::io::Result<Vec<Capability>> {
+    let status = std::fs::read_to_string("/proc/self/status")?;
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidData, "CapEff"))?;
+    Ok(capabilities_from_mask(mask))
+}
+
 fn parse_all(names: &[&str]) -> Vec<Capability> {
     // The lists above are spelled the way oci-spec parses them (a unit test
     // checks every entry), so nothing is dropped here.
@@ -123,14 +149,17 @@ fn parse_all(names: &[&str]) -> Vec<Capability> {
         .collect()
 }
 
-/// The capability set of a container: privileged gets all; otherwise the
-/// default set, then `add: [ALL]`, `drop: [ALL]`, the other adds and the
-/// other drops, in containerd's order (so `drop: [ALL], add: [X]` is just
-/// X). Unknown names are an error. The result is sorted by name.
+/// The capability set of a container: privileged gets `all`; otherwise the
+/// default set, then `add: [ALL]` (gives `all`), `drop: [ALL]`, the other
+/// adds and the other drops, in containerd's order (so `drop: [ALL], add:
+/// [X]` is just X). `all` is every capability the node can grant (see
+/// [`current_capabilities`]). Unknown names are an error. The result is
+/// sorted by name.
 pub fn capabilities(
     privileged: bool,
     add: &[String],
     drop: &[String],
+    all: &[Capability],
 ) -> Result<Vec<Capability>, BundleError> {
     let is_all = |n: &String| n.trim().eq_ignore_ascii_case("ALL");
     let adds = add
@@ -144,11 +173,11 @@ pub fn capabilities(
         .map(|n| parse_capability(n))
         .collect::<Result<Vec<_>, _>>()?;
     if privileged {
-        return Ok(sorted(parse_all(&ALL_CAPABILITIES)));
+        return Ok(sorted(all.to_vec()));
     }
     let mut set = parse_all(&DEFAULT_CAPABILITIES);
     if add.iter().any(is_all) {
-        set = parse_all(&ALL_CAPABILITIES);
+        set = all.to_vec();
     }
     if drop.iter().any(is_all) {
         set.clear();
@@ -190,7 +219,21 @@ mod tests {
     }
 
     #[test]
+    fn masks_are_in_bit_order() {
+        // Docker's default set, as /proc/<pid>/status shows it.
+        let docker = capabilities_from_mask(0xa804_25fb);
+        assert_eq!(sorted(docker), sorted(parse_all(&DEFAULT_CAPABILITIES)));
+        assert_eq!(
+            capabilities_from_mask(1 << 24),
+            vec![Capability::SysResource]
+        );
+        assert_eq!(capabilities_from_mask(u64::MAX).len(), 41);
+    }
+
+    #[test]
     fn add_and_drop() {
+        let every = parse_all(&ALL_CAPABILITIES);
+        let capabilities = |p, a: &[String], d: &[String]| capabilities(p, a, d, &every);
         let default = capabilities(false, &[], &[]).unwrap();
         assert_eq!(default.len(), 14);
         let caps = capabilities(false, &s(&["NET_ADMIN", "cap_sys_time"]), &s(&["KILL"])).unwrap();
@@ -207,8 +250,11 @@ mod tests {
 
     #[test]
     fn unknown_names_are_rejected() {
-        let err = capabilities(false, &s(&["NET_FLY"]), &[]).unwrap_err();
+        let err = capabilities(false, &s(&["NET_FLY"]), &[], &[]).unwrap_err();
         assert_eq!(err.to_string(), "unknown capability \"NET_FLY\"");
-        assert!(capabilities(false, &[], &s(&["CAP_"])).is_err());
+        assert!(capabilities(false, &[], &s(&["CAP_"]), &[]).is_err());
+        // Privileged is what the node holds.
+        let held = capabilities(true, &[], &[], &[Capability::Kill]).unwrap();
+        assert_eq!(held, vec![Capability::Kill]);
     }
 }
