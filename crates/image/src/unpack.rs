@@ -147,6 +147,9 @@ fn unpack_entries(stream: &mut impl Read, dst: &Path, layer: &str) -> Result<u64
             if hidden.starts_with(WHITEOUT_PREFIX) {
                 continue; // other aufs metadata (.wh..wh.plnk and the like)
             }
+            if hidden.is_empty() || hidden == "." || hidden == ".." {
+                return Err(escape(&shown)); // `.wh...` would whiteout the parent
+            }
             let dir = ensure_dir(&root, parent_rel).map_err(|_| escape(&shown))?;
             let target = dir.join(hidden);
             remove_any(&target)?;

@@ -508,6 +508,13 @@ fn layer_paths_escaping_the_layer_are_refused() {
             ]),
         ),
         (
+            "whiteout-of-parent",
+            raw_tar(&[
+                raw_entry("d/", tar::EntryType::Directory, None, b""),
+                raw_entry("d/.wh...", tar::EntryType::Regular, None, b""),
+            ]),
+        ),
+        (
             "hardlink-out",
             raw_tar(&[raw_entry(
                 "link",
