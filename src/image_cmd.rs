@@ -6,6 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
+use skiff_image::pull::{auth_from_docker_config, PullOptions, RegistryAuth};
 use skiff_image::ImageStore;
 
 #[derive(Args, Debug)]
@@ -28,6 +29,21 @@ enum ImageCommand {
         /// Name the image (for an archive holding one image; overrides its own names).
         #[arg(long)]
         name: Option<String>,
+    },
+    /// Pull an image from a registry (OCI distribution API).
+    Pull {
+        reference: String,
+        /// A registry (`host:port`) to reach over plain HTTP (repeatable).
+        #[arg(long = "insecure-registry")]
+        insecure_registries: Vec<String>,
+        /// Credentials from this docker config (default: ~/.docker/config.json if present).
+        #[arg(long)]
+        docker_config: Option<PathBuf>,
+        /// Registry user name (with --password; overrides the docker config).
+        #[arg(long, requires = "password")]
+        username: Option<String>,
+        #[arg(long, env = "SKIFF_REGISTRY_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
     },
     /// List images: one row per reference, `<none>` for untagged ones.
     #[command(alias = "list")]
@@ -72,6 +88,40 @@ pub fn run(args: ImageArgs, default_data_dir: PathBuf) -> anyhow::Result<()> {
                     println!("imported {names} ({})", img.id);
                 }
             }
+        }
+        ImageCommand::Pull {
+            reference,
+            insecure_registries,
+            docker_config,
+            username,
+            password,
+        } => {
+            let auth = match (username, password) {
+                (Some(u), Some(p)) => RegistryAuth::Basic(u, p),
+                _ => {
+                    let path = docker_config.or_else(|| {
+                        std::env::var_os("HOME")
+                            .map(|h| PathBuf::from(h).join(".docker/config.json"))
+                            .filter(|p| p.exists())
+                    });
+                    match path {
+                        Some(p) => {
+                            let bytes = std::fs::read(&p)
+                                .with_context(|| format!("reading {}", p.display()))?;
+                            auth_from_docker_config(&bytes, &reference)?
+                        }
+                        None => RegistryAuth::Anonymous,
+                    }
+                }
+            };
+            let opts = PullOptions {
+                insecure_registries,
+            };
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let img = rt.block_on(store.pull(&reference, &auth, &opts))?;
+            println!("pulled {} ({})", img.references.join(", "), img.id);
         }
         ImageCommand::Ls { no_trunc } => {
             let mut rows = Vec::new();

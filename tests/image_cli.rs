@@ -120,3 +120,89 @@ fn image_import_ls_rm_prune() {
     let err = failed(&skiff(&data, &["import", "/nonexistent/x.tar"]));
     assert!(err.contains("/nonexistent/x.tar"), "{err}");
 }
+
+/// A docker-registry process on 127.0.0.1, killed on drop.
+struct Registry(std::process::Child);
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test]
+async fn image_pull_from_a_local_registry() {
+    use std::io::{Read, Write};
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("skiff-image-clipull-{}-", std::process::id()))
+        .tempdir_in("/tmp")
+        .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let cfg = tmp.path().join("registry.yml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\nhttp:\n  addr: {addr}\n",
+            tmp.path().join("registry").display()
+        ),
+    )
+    .unwrap();
+    let _registry = Registry(
+        Command::new("docker-registry")
+            .arg("serve")
+            .arg(&cfg)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut up = false;
+    for _ in 0..200 {
+        if let Ok(mut s) = std::net::TcpStream::connect(&addr) {
+            let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
+            let mut buf = [0u8; 8];
+            if s.read_exact(&mut buf).is_ok() && buf.starts_with(b"HTTP/1.") {
+                up = true;
+                break;
+            }
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(up, "docker-registry did not start on {addr}");
+
+    let archive = tmp.path().join("bb.tar");
+    let built = ImageBuilder::busybox()
+        .unwrap()
+        .write_oci_archive(&archive, None)
+        .unwrap();
+    let pushed = Command::new("skopeo")
+        .args(["copy", "--quiet", "--dest-tls-verify=false"])
+        .arg(format!("oci-archive:{}", archive.display()))
+        .arg(format!("docker://{addr}/cli/bb:1"))
+        .output()
+        .unwrap();
+    assert!(pushed.status.success(), "{pushed:?}");
+
+    let data = tmp.path().join("data");
+    let pull = |reference: String| {
+        Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["image", "pull", &reference, "--insecure-registry", &addr])
+            .arg("--data-dir")
+            .arg(&data)
+            .env("HOME", tmp.path())
+            .output()
+            .unwrap()
+    };
+    let out = ok(&pull(format!("{addr}/cli/bb:1")));
+    assert!(out.contains(&built.config_digest.to_string()), "{out}");
+    let ls = ok(&skiff(&data, &["ls"]));
+    assert!(ls.contains(&format!("{addr}/cli/bb:1")), "{ls}");
+    let err = failed(&pull(format!("{addr}/cli/missing:1")));
+    assert!(err.to_lowercase().contains("unknown"), "{err}");
+}
