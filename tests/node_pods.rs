@@ -254,3 +254,116 @@ fn a_missing_image_waits_with_err_image_pull() {
     ]);
     assert!(events.contains("example.invalid/ghost:1"), "{events}");
 }
+
+/// `(id, pid)` of the containers runc runs for this server's node.
+fn runc_containers(s: &Server) -> Vec<(String, i64)> {
+    let out = std::process::Command::new("runc")
+        .arg("--root")
+        .arg(s.dir.path().join("node").join("runc"))
+        .args(["list", "--format", "json"])
+        .output()
+        .expect("runc list");
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+    list.as_array()
+        .map(|a| {
+            a.iter()
+                .filter(|c| c["status"] == "running")
+                .map(|c| {
+                    (
+                        c["id"].as_str().unwrap_or_default().to_string(),
+                        c["pid"].as_i64().unwrap_or(0),
+                    )
+                })
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn running_pods_survive_a_server_kill_and_are_adopted() {
+    let mut s = node_server();
+    s.ok(&[
+        "run",
+        "ticker",
+        "--image=busybox:test",
+        "--",
+        "sh",
+        "-c",
+        "i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.2; done",
+    ]);
+    wait_phase(&s, "ticker", "Running");
+    let before = runc_containers(&s);
+    assert_eq!(before.len(), 1, "{before:?}");
+    s.restart(); // SIGKILL, then start again on the same data dir
+                 // Same container process, still running, status unchanged.
+    assert_eq!(runc_containers(&s), before);
+    let pod = wait_phase(&s, "ticker", "Running");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["restartCount"], 0,
+        "{pod}"
+    );
+    // Its output goes on being logged, and is read through the new server.
+    let first = s.ok(&["logs", "ticker"]).lines().count();
+    until(
+        Duration::from_secs(20),
+        || (s.ok(&["logs", "ticker"]).lines().count() > first + 3).then_some(()),
+        || s.log(),
+    );
+    // An adopted pod is stopped like any other when deleted.
+    let s2 = s;
+    s2.ok(&["delete", "pod", "ticker", "--grace-period=0", "--force"]);
+    until(
+        Duration::from_secs(30),
+        || runc_containers(&s2).is_empty().then_some(()),
+        || format!("{:?}\n{}", runc_containers(&s2), s2.log()),
+    );
+}
+
+#[test]
+fn memory_limits_are_enforced_and_oom_kills_are_reported() {
+    let s = node_server();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: hog}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: hog
+    image: busybox:test
+    command: ["sh", "-c", "echo start; tail /dev/zero"]
+    resources:
+      limits: {memory: 24Mi, cpu: 500m}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: limited}
+spec:
+  restartPolicy: Never
+  containers:
+  - name: c
+    image: busybox:test
+    command: ["sh", "-c", "cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max; grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status; echo done > /dev/termination-log"]
+    securityContext: {allowPrivilegeEscalation: false}
+    resources:
+      limits: {memory: 64Mi}
+"#,
+    );
+    let hog = wait_phase(&s, "hog", "Failed");
+    let t = &hog["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["reason"], "OOMKilled", "{hog}");
+    assert_eq!(t["exitCode"], 137, "{hog}");
+    assert_eq!(hog["status"]["qosClass"], "Guaranteed", "{hog}");
+
+    let limited = wait_phase(&s, "limited", "Succeeded");
+    let t = &limited["status"]["containerStatuses"][0]["state"]["terminated"];
+    assert_eq!(t["message"], "done\n", "{limited}");
+    let out = s.ok(&["logs", "limited"]);
+    assert!(out.starts_with(&format!("{}\n", 64 * 1024 * 1024)), "{out}");
+    // The default capability set (no SYS_ADMIN), no_new_privs, a seccomp filter.
+    assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
+    assert!(out.contains("NoNewPrivs:\t1"), "{out}");
+    assert!(out.contains("Seccomp:\t2"), "{out}");
+}

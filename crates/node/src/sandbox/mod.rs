@@ -129,6 +129,10 @@ pub(crate) struct Node {
     pub(crate) cni: Cni,
     pub(crate) network: NetworkConfig,
     pub(crate) recorder: Option<skiff_client::events::Recorder>,
+    /// Pod and container cgroups (`None` where none can be made).
+    pub(crate) cgroups: Option<crate::cgroups::Cgroups>,
+    /// What shapes every container's spec.
+    pub(crate) settings: crate::bundle::NodeSettings,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<PodEvent>>>,
     pods: Mutex<HashMap<String, Arc<PodWorker>>>,
 }
@@ -205,6 +209,22 @@ impl SandboxRuntime {
         let cni = Cni {
             plugin_dirs: config.cni_plugin_dirs.clone(),
         };
+        let cgroups =
+            match crate::cgroups::Cgroups::detect(config.cgroup_parent.trim_start_matches('/')) {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "no cgroups for pods: limits and stats are off");
+                    None
+                }
+            };
+        let mut settings = crate::bundle::NodeSettings::new(config.memory_bytes);
+        if let Ok(floor) = crate::bundle::oom_score_adj_floor() {
+            settings.min_oom_score_adj = floor;
+        }
+        if let Ok(caps) = crate::bundle::current_capabilities() {
+            settings.all_capabilities = caps;
+        }
+        settings.swap_accounting = cgroups.as_ref().is_some_and(|c| c.swap_accounting());
         let node = Arc::new(Node {
             config,
             images,
@@ -212,6 +232,8 @@ impl SandboxRuntime {
             cni,
             network,
             recorder,
+            cgroups,
+            settings,
             subscribers: Mutex::new(Vec::new()),
             pods: Mutex::new(HashMap::new()),
         });

@@ -156,6 +156,100 @@ enum Kind {
 }
 
 impl PodWorker {
+    /// Write the container's OCI bundle (`config.json`) into `dir`; errors
+    /// come with the container's waiting reason.
+    fn write_bundle(
+        &self,
+        node: &Node,
+        container: &Container,
+        id: &str,
+        dir: &Path,
+        prepared: &super::PreparedImage,
+    ) -> Result<(), (&'static str, String)> {
+        let pod = lock(&self.pod)
+            .clone()
+            .ok_or(("CreateContainerConfigError", "the pod is gone".to_string()))?;
+        let ns = self.namespaces();
+        let cgroups_path = match node.cgroups.as_ref() {
+            Some(cg) => cg
+                .container_path(&self.uid, id)
+                .map_err(|e| ("CreateContainerError", e.to_string()))?,
+            None => String::new(),
+        };
+        let files = self
+            .container_files(container, id)
+            .map_err(|e| ("CreateContainerError", e.to_string()))?;
+        let env: Vec<(String, String)> = container
+            .env
+            .iter()
+            .flatten()
+            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
+            .collect();
+        let image = prepared.config.clone().unwrap_or_default();
+        let input = crate::bundle::Prepared {
+            id: id.to_string(),
+            rootfs: prepared.rootfs.clone(),
+            namespaces: crate::bundle::PodNamespaces {
+                network: crate::bundle::NamespaceMode::Join(ns.net.clone()),
+                ipc: crate::bundle::NamespaceMode::Join(ns.ipc.clone()),
+                uts: crate::bundle::NamespaceMode::Join(ns.uts.clone()),
+                pid: crate::bundle::NamespaceMode::New,
+            },
+            cgroups_path,
+            mounts: Vec::new(),
+            files,
+        };
+        let plan = crate::bundle::resolve(&pod, container, &image, &env, input, &node.settings)
+            .map_err(|e| (e.reason(), e.to_string()))?;
+        let spec = crate::bundle::spec(&plan).map_err(|e| (e.reason(), e.to_string()))?;
+        crate::bundle::write_bundle(dir, &spec).map_err(|e| (e.reason(), e.to_string()))?;
+        Ok(())
+    }
+
+    /// The per-pod and per-container files mounted into a container.
+    fn container_files(
+        &self,
+        container: &Container,
+        id: &str,
+    ) -> std::io::Result<crate::bundle::ContainerFiles> {
+        let (name, ips) = {
+            let st = lock(&self.state);
+            (st.name.clone(), st.pod_ips.clone())
+        };
+        let hostname = lock(&self.pod)
+            .as_ref()
+            .map(|p| crate::bundle::pod_hostname(p))
+            .unwrap_or(name);
+        let etc = self.dir.join("etc");
+        std::fs::create_dir_all(&etc)?;
+        let hostname_file = etc.join("hostname");
+        std::fs::write(&hostname_file, format!("{hostname}\n"))?;
+        let hosts = etc.join("hosts");
+        if !hosts.exists() {
+            let mut text = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+            if let Some(ip) = ips.first() {
+                text.push_str(&format!("{ip}\t{hostname}\n"));
+            }
+            std::fs::write(&hosts, text)?;
+        }
+        let term_dir = self.dir.join("termination");
+        std::fs::create_dir_all(&term_dir)?;
+        let term = term_dir.join(id);
+        std::fs::write(&term, b"")?;
+        let term_path = container
+            .termination_message_path
+            .clone()
+            .filter(|p| p.starts_with('/'))
+            .unwrap_or_else(|| "/dev/termination-log".into());
+        Ok(crate::bundle::ContainerFiles {
+            hosts: Some(hosts),
+            resolv_conf: None,
+            hostname: Some(hostname_file),
+            termination_log: Some((term, term_path)),
+            shm: None,
+        })
+    }
+
     fn with_state(node: &Node, state: PodState, pod: Option<Arc<Pod>>) -> Arc<PodWorker> {
         let (tx, rx) = mpsc::unbounded_channel();
         let dir = node.pod_dir(&state.uid);
@@ -397,6 +491,13 @@ impl PodWorker {
             .unwrap_or_default();
         let hostname: String = hostname.chars().take(63).collect();
         ns.create(&hostname).await?;
+        if let (Some(cg), Some(pod)) = (node.cgroups.as_ref(), lock(&self.pod).clone()) {
+            let spec = pod.spec.clone().unwrap_or_default();
+            let limits = crate::bundle::pod_resources(&spec, node.settings.pids_limit)
+                .map_err(|e| RuntimeError::Failed(e.to_string()))?;
+            cg.create_pod(&self.uid, &limits)
+                .map_err(|e| RuntimeError::Failed(format!("creating the pod cgroup: {e}")))?;
+        }
         let target = Target {
             container_id: &self.uid,
             netns: &ns.net,
@@ -544,19 +645,11 @@ impl PodWorker {
                 return;
             }
         };
-        let ns = self.namespaces();
         let log_path = self.log_path(&name, run);
-        let cfg = BasicSpec {
-            id: &id,
-            rootfs: &prepared.rootfs,
-            container: &spec,
-            image: prepared.config.as_ref(),
-            namespaces: &ns,
-            cgroups_path: &format!("{}/pod{}/{}", node.config.cgroup_parent, self.uid, id),
-        };
-        if let Err(e) = write_basic_spec(&dir, &cfg) {
+        if let Err((reason, message)) = self.write_bundle(node, &spec, &id, &dir, &prepared) {
             node.images.release(&dir).await;
-            self.start_failed(node, kind, i, "CreateContainerConfigError", &e.to_string());
+            let _ = std::fs::remove_dir_all(&dir);
+            self.start_failed(node, kind, i, reason, &message);
             return;
         }
         self.with_container(node, kind, i, |c| {
@@ -735,6 +828,12 @@ impl PodWorker {
                 })
         };
         let dir = self.container_dir(&rec.id);
+        // Read the OOM counter before runc removes the container's cgroup.
+        let oom_killed = node
+            .cgroups
+            .as_ref()
+            .and_then(|cg| cg.oom_kills(&self.uid, &rec.id).ok())
+            .is_some_and(|n| n > 0);
         let _ = node.runc(&["delete", "--force", &rec.id]).await;
         node.images.release(&dir).await;
         let _ = std::fs::remove_dir_all(&dir);
@@ -753,7 +852,14 @@ impl PodWorker {
                 _ => rec.started_at,
             }
         };
-        let reason = if exit.code == 0 { "Completed" } else { "Error" };
+        let reason = if oom_killed && exit.code != 0 {
+            "OOMKilled"
+        } else if exit.code == 0 {
+            "Completed"
+        } else {
+            "Error"
+        };
+        let message = self.termination_message(kind, i, &rec, exit.code);
         self.finished(
             node,
             kind,
@@ -761,11 +867,47 @@ impl PodWorker {
             Termination {
                 exit_code: exit.code,
                 reason: reason.into(),
-                message: None,
+                message,
                 started_at,
                 finished_at: exit.finished_at,
             },
         );
+    }
+
+    /// What the container left in its termination log (at most 4 KiB), or
+    /// with `FallbackToLogsOnError` and a failure, the end of its output.
+    fn termination_message(
+        &self,
+        kind: Kind,
+        i: usize,
+        rec: &ContainerRecord,
+        code: i32,
+    ) -> Option<String> {
+        let path = self.dir.join("termination").join(&rec.id);
+        let text = std::fs::read(&path).ok().map(|mut b| {
+            b.truncate(4096);
+            String::from_utf8_lossy(&b).into_owned()
+        });
+        let _ = std::fs::remove_file(&path);
+        if let Some(t) = text.filter(|t| !t.is_empty()) {
+            return Some(t);
+        }
+        let fallback = self
+            .container_spec(kind, i)
+            .and_then(|c| c.termination_message_policy)
+            .is_some_and(|p| p == "FallbackToLogsOnError");
+        if !fallback || code == 0 || rec.log_path.as_os_str().is_empty() {
+            return None;
+        }
+        let opts = crilog::ReadOptions {
+            tail_lines: Some(80),
+            ..Default::default()
+        };
+        let (mut bytes, _) = crilog::read_all(&rec.log_path, &opts).ok()?;
+        if bytes.len() > 2048 {
+            bytes.drain(..bytes.len() - 2048);
+        }
+        Some(String::from_utf8_lossy(&bytes).into_owned()).filter(|t| !t.is_empty())
     }
 
     /// Stop every container (TERM, KILL after `grace`), then the sandbox.
@@ -852,6 +994,11 @@ impl PodWorker {
             }
         }
         ns.remove();
+        if let Some(cg) = node.cgroups.as_ref() {
+            if let Err(e) = cg.remove_pod(&self.uid, Duration::from_secs(5)).await {
+                tracing::warn!(pod = %self.uid, error = %e, "removing the pod cgroup failed");
+            }
+        }
         let _ = std::fs::remove_dir_all(&self.dir);
         node.notify(&self.uid);
     }
@@ -997,113 +1144,4 @@ fn human(secs: u64) -> String {
     } else {
         format!("{}m{}s", secs / 60, secs % 60)
     }
-}
-
-/// What the first, minimal bundle needs (replaced by the full spec builder).
-struct BasicSpec<'a> {
-    id: &'a str,
-    rootfs: &'a Path,
-    container: &'a Container,
-    image: Option<&'a oci_spec::image::ImageConfiguration>,
-    namespaces: &'a PodNamespaces,
-    cgroups_path: &'a str,
-}
-
-fn write_basic_spec(dir: &Path, s: &BasicSpec<'_>) -> Result<(), RuntimeError> {
-    let image_cfg = s.image.and_then(|i| i.config().clone());
-    let entrypoint = image_cfg
-        .as_ref()
-        .and_then(|c| c.entrypoint().clone())
-        .unwrap_or_default();
-    let cmd = image_cfg
-        .as_ref()
-        .and_then(|c| c.cmd().clone())
-        .unwrap_or_default();
-    let args: Vec<String> = match (&s.container.command, &s.container.args) {
-        (Some(c), Some(a)) => c.iter().chain(a.iter()).cloned().collect(),
-        (Some(c), None) => c.clone(),
-        (None, Some(a)) => entrypoint.iter().chain(a.iter()).cloned().collect(),
-        (None, None) => entrypoint.iter().chain(cmd.iter()).cloned().collect(),
-    };
-    if args.is_empty() {
-        return Err(RuntimeError::Failed(format!(
-            "no command specified for container {:?}",
-            s.container.name
-        )));
-    }
-    let mut env: Vec<String> = image_cfg
-        .as_ref()
-        .and_then(|c| c.env().clone())
-        .unwrap_or_else(|| {
-            vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]
-        });
-    for e in s.container.env.iter().flatten() {
-        env.retain(|x| x.split('=').next() != Some(e.name.as_str()));
-        env.push(format!(
-            "{}={}",
-            e.name,
-            e.value.clone().unwrap_or_default()
-        ));
-    }
-    let cwd = s
-        .container
-        .working_dir
-        .clone()
-        .or_else(|| image_cfg.as_ref().and_then(|c| c.working_dir().clone()))
-        .filter(|w| !w.is_empty())
-        .unwrap_or_else(|| "/".into());
-    let caps = [
-        "CAP_CHOWN",
-        "CAP_DAC_OVERRIDE",
-        "CAP_FSETID",
-        "CAP_FOWNER",
-        "CAP_MKNOD",
-        "CAP_NET_RAW",
-        "CAP_SETGID",
-        "CAP_SETUID",
-        "CAP_SETFCAP",
-        "CAP_SETPCAP",
-        "CAP_NET_BIND_SERVICE",
-        "CAP_SYS_CHROOT",
-        "CAP_KILL",
-        "CAP_AUDIT_WRITE",
-    ];
-    let spec = serde_json::json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": env,
-            "cwd": cwd,
-            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
-            "noNewPrivileges": false
-        },
-        "root": {"path": s.rootfs, "readonly": false},
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}
-        ],
-        "linux": {
-            "cgroupsPath": s.cgroups_path,
-            "namespaces": [
-                {"type": "pid"},
-                {"type": "mount"},
-                {"type": "network", "path": s.namespaces.net},
-                {"type": "ipc", "path": s.namespaces.ipc},
-                {"type": "uts", "path": s.namespaces.uts}
-            ],
-            "maskedPaths": ["/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware"],
-            "readonlyPaths": ["/proc/asound", "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
-        },
-        "annotations": {"io.kubernetes.container.name": s.container.name, "skiff.dev/id": s.id}
-    });
-    let bytes =
-        serde_json::to_vec_pretty(&spec).map_err(|e| RuntimeError::Failed(e.to_string()))?;
-    std::fs::write(dir.join("config.json"), bytes)?;
-    Ok(())
 }
