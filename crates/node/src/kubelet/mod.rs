@@ -17,6 +17,7 @@
 //! | `GET /attach/{ns}/{pod}/{uid}/{container}` | same as exec |
 //! | `GET /portForward/{ns}/{pod}/{uid}` | WebSocket `SPDY/3.1+portforward.k8s.io` (SPDY inside binary messages) |
 //! | `POST /portForward/{ns}/{pod}/{uid}` | `Upgrade: SPDY/3.1`, `X-Stream-Protocol-Version: portforward.k8s.io` |
+//! | `GET /portForward/{ns}/{pod}/{uid}?ports=..` | WebSocket `v4.channel.k8s.io` (kube-rs, the Python client): two channels per port |
 //!
 //! The upstream kubelet's log path has no uid segment; ours has one because the
 //! runtime knows pods by uid only.
@@ -28,6 +29,7 @@
 mod connector;
 mod logs;
 mod portforward;
+mod portforward_ws;
 mod remotecommand;
 pub mod spdy;
 mod ws_io;

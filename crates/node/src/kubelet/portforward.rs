@@ -64,19 +64,33 @@ pub(super) async fn serve(
     });
     let shutdown = k.shutdown.clone();
     if wants_upgrade_to(req.headers(), "websocket") {
+        let ports = match super::portforward_ws::ports(req.uri().query().unwrap_or("")) {
+            Ok(p) => p,
+            Err(msg) => return bad_request(&msg),
+        };
         let ws = match WebSocketUpgrade::from_request(req, &()).await {
-            Ok(ws) => ws.protocols([SPDY_TUNNEL_PROTOCOL]),
+            Ok(ws) => ws.protocols([SPDY_TUNNEL_PROTOCOL, super::portforward_ws::PROTOCOL]),
             Err(rejection) => return bad_request(&rejection.body_text()),
         };
-        if ws.selected_protocol().is_none() {
-            return bad_request(&format!(
-                "unable to upgrade: the WebSocket subprotocol must be {SPDY_TUNNEL_PROTOCOL}"
-            ));
-        }
-        return ws.on_upgrade(move |socket| async move {
-            let (reader, writer) = ws_io::split(socket);
-            session(reader, writer, target, shutdown).await;
-        });
+        return match ws.selected_protocol().and_then(|p| p.to_str().ok()) {
+            Some(SPDY_TUNNEL_PROTOCOL) => ws.on_upgrade(move |socket| async move {
+                let (reader, writer) = ws_io::split(socket);
+                session(reader, writer, target, shutdown).await;
+            }),
+            Some(_) if ports.is_empty() => bad_request(
+                "query parameter \"port\" is required for the v4.channel.k8s.io port-forward protocol",
+            ),
+            Some(_) => ws.on_upgrade(move |socket| async move {
+                tokio::select! {
+                    _ = shutdown.cancelled() => {}
+                    _ = super::portforward_ws::session(socket, ports, target.runtime.clone(), target.uid.clone(), target.pod.clone()) => {}
+                }
+            }),
+            None => bad_request(&format!(
+                "unable to upgrade: the WebSocket subprotocol must be {SPDY_TUNNEL_PROTOCOL} or {}",
+                super::portforward_ws::PROTOCOL
+            )),
+        };
     }
     if wants_upgrade_to(req.headers(), "SPDY/3.1") {
         let offered: Vec<&str> = req

@@ -15,7 +15,7 @@ use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::jiff::Timestamp;
 use serde_json::Value;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -712,4 +712,72 @@ async fn port_forward_over_a_spdy_upgrade() {
         text.starts_with("HTTP/1.0 403") || text.starts_with("HTTP/1.1 403"),
         "{text}"
     );
+}
+
+/// A TCP server on 127.0.0.1 that answers every line with `echo:<line>`.
+async fn line_echo_server() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        while let Ok((conn, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let (r, mut w) = conn.into_split();
+                let mut lines = tokio::io::BufReader::new(r).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    if w.write_all(format!("echo:{line}\n").as_bytes())
+                        .await
+                        .is_err()
+                    {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn port_forward_over_the_v4_channel_protocol() {
+    let addr = serve(HostRuntime::running()).await;
+    let open = line_echo_server().await;
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (mut ws, proto) = ws_connect(
+        addr,
+        &format!("/portForward/ns/p/{UID}?ports={open}&ports={closed}"),
+        "v4.channel.k8s.io",
+    )
+    .await;
+    assert_eq!(proto, "v4.channel.k8s.io");
+    ws.send(Message::Binary(Bytes::from_static(b"\x00ping\n")))
+        .await
+        .unwrap();
+    let mut by_channel: HashMap<u8, Vec<u8>> = HashMap::new();
+    let want_echo = [open.to_le_bytes().as_slice(), b"echo:ping\n"].concat();
+    let want_error = format!("error forwarding port {closed} to pod ns/p, uid {UID}: ");
+    loop {
+        let m = tokio::time::timeout(WAIT, ws.next()).await.unwrap();
+        let Some(Ok(Message::Binary(b))) = m else {
+            panic!("session ended early: {m:?}, got {by_channel:?}")
+        };
+        let (ch, payload) = b.split_first().unwrap();
+        by_channel
+            .entry(*ch)
+            .or_default()
+            .extend_from_slice(payload);
+        let echoed = by_channel.get(&0).is_some_and(|d| *d == want_echo);
+        let refused = by_channel.get(&3).is_some_and(|d| {
+            String::from_utf8_lossy(d.get(2..).unwrap_or_default()).starts_with(&want_error)
+        });
+        if echoed && refused {
+            break;
+        }
+    }
+    // Every channel starts with its port, little endian.
+    assert_eq!(by_channel[&1], open.to_le_bytes());
+    assert!(by_channel[&2].starts_with(&closed.to_le_bytes()));
+    ws.close(None).await.unwrap();
 }
