@@ -104,12 +104,12 @@ impl NetworkConfig {
 
     fn validate(&self) -> Result<(), NetError> {
         let name_ok = |s: &str| {
-            !s.is_empty()
+            s.starts_with(|c: char| c.is_ascii_alphabetic())
                 && s.len() <= 64
                 && s.chars()
                     .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
         };
-        if !name_ok(&self.table) {
+        if !name_ok(&self.table) || self.table.contains('-') {
             return Err(NetError::Config(format!(
                 "bad nftables table name {:?}",
                 self.table
@@ -206,5 +206,41 @@ impl NodeNetwork {
         self.tasks.close();
         self.tasks.wait().await;
         rules::remove(&self.cfg.table).await
+    }
+}
+
+#[cfg(test)]
+mod config_tests {
+    use super::*;
+
+    #[test]
+    fn bad_names_and_a_gateway_outside_the_pods_are_refused() {
+        assert!(NetworkConfig::default().validate().is_ok());
+        for table in ["", "a-b", "1x", "x; flush ruleset"] {
+            let cfg = NetworkConfig {
+                table: table.into(),
+                ..Default::default()
+            };
+            assert!(
+                matches!(cfg.validate(), Err(NetError::Config(_))),
+                "{table:?}"
+            );
+        }
+        let cfg = NetworkConfig {
+            bridge: "a-very-long-bridge".into(),
+            ..Default::default()
+        };
+        assert!(matches!(cfg.validate(), Err(NetError::Config(_))));
+        let cfg = NetworkConfig {
+            gateway_ip: Ipv4Addr::new(192, 0, 2, 1),
+            ..Default::default()
+        };
+        assert!(matches!(cfg.validate(), Err(NetError::Config(_))));
+        // An unspecified DNS address means the gateway.
+        let cfg = NetworkConfig {
+            dns_listen: SocketAddr::new(IpAddr::V4(Ipv4Addr::UNSPECIFIED), 53),
+            ..Default::default()
+        };
+        assert_eq!(cfg.dns_addr(), SocketAddrV4::new(cfg.gateway_ip, 53));
     }
 }

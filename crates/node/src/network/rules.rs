@@ -73,6 +73,20 @@ fn quoted(s: &str) -> String {
     format!("\"{clean}\"")
 }
 
+/// The table name as an nft identifier: only ASCII letters, digits and `_`
+/// survive, so a name cannot smuggle in other commands.
+fn table_ident(name: &str) -> String {
+    let clean: String = name
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect();
+    if clean.starts_with(|c: char| c.is_ascii_alphabetic()) {
+        clean
+    } else {
+        format!("t{clean}")
+    }
+}
+
 fn port_chain(i: usize) -> String {
     format!("svc_{i}")
 }
@@ -89,7 +103,7 @@ fn affinity_set(i: usize, j: usize) -> String {
 /// one transaction (create-if-missing, delete, define): the kernel applies
 /// all of it or none of it, so there is no moment without rules.
 pub fn render(cfg: &RuleConfig, catalog: &Catalog) -> String {
-    let t = &cfg.table;
+    let t = &table_ident(&cfg.table);
     let br = quoted(&cfg.bridge);
     let mut ports: Vec<(Ipv4Addr, &ServicePort, Option<u32>, String)> = Vec::new();
     for svc in &catalog.services {
@@ -287,6 +301,7 @@ pub async fn apply(script: &str) -> Result<(), NetError> {
 pub async fn remove(table: &str) -> Result<(), NetError> {
     // Create-then-delete in one transaction: succeeds whether or not the
     // table exists, without parsing nft's error text.
+    let table = table_ident(table);
     let script = format!("table inet {table} {{}}\ndelete table inet {table}\n");
     nft(&["-f", "-"], Some(&script)).await
 }
@@ -299,7 +314,7 @@ mod tests {
 
     fn cfg() -> RuleConfig {
         RuleConfig {
-            table: "skiff".into(),
+            table: "skiff; flush ruleset".into(),
             bridge: "skiff0\"; flush ruleset".into(),
             pod_cidr: "10.244.0.0/16".parse().unwrap(),
             service_cidr: "10.96.0.0/12".parse().unwrap(),
@@ -339,6 +354,10 @@ mod tests {
         };
         let text = render(&cfg(), &cat);
         assert!(text.contains("oifname \"skiff0flushruleset\""), "{text}");
+        assert!(
+            text.starts_with("table inet skiffflushruleset {}\n"),
+            "{text}"
+        );
         assert!(!text.contains("flush ruleset"));
         assert!(text.contains("numgen random mod 2 vmap"));
         assert!(text.contains("dnat ip to 10.244.0.3:8080"));
