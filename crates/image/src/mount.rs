@@ -193,6 +193,144 @@ fn unescape(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// Whether this kernel has overlayfs (listed in /proc/filesystems; a
+/// mount attempt loads the module if there is one).
+pub fn overlay_available() -> bool {
+    fs::read_to_string("/proc/filesystems")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.split_whitespace().last() == Some("overlay"))
+        })
+        .unwrap_or(false)
+}
+
+/// [`mount_rootfs`], or [`copy_rootfs`] when the kernel has no overlayfs.
+pub fn prepare_rootfs(image: &Image, container_dir: &Path) -> Result<PathBuf> {
+    match mount_rootfs(image, container_dir) {
+        Ok(p) => Ok(p),
+        Err(e) if !overlay_available() => {
+            tracing::warn!(error = %e, "no overlayfs: copying the image instead");
+            unmount_rootfs(container_dir)?;
+            copy_rootfs(image, container_dir)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The fallback where overlayfs is unavailable: a private copy of the
+/// image at `<container_dir>/rootfs`, layers applied bottom first with
+/// their whiteouts (0/0 character devices delete, opaque directories are
+/// emptied first). Ownership, modes, mtimes, symlinks and hardlinks within
+/// a layer are kept; extended attributes are not. Slow and disk-hungry by
+/// nature; [`unmount_rootfs`] removes it like an overlay.
+pub fn copy_rootfs(image: &Image, container_dir: &Path) -> Result<PathBuf> {
+    let rootfs = container_dir.join("rootfs");
+    if rootfs.exists() {
+        remove_any(&rootfs)?;
+    }
+    fs::create_dir_all(&rootfs).ctx("creating", &rootfs)?;
+    for layer in &image.layers {
+        let mut links = std::collections::HashMap::new();
+        apply_dir(layer, &rootfs, &mut links)?;
+    }
+    Ok(rootfs)
+}
+
+fn remove_any(p: &Path) -> Result<()> {
+    match fs::symlink_metadata(p) {
+        Ok(m) if m.is_dir() => fs::remove_dir_all(p).ctx("removing", p),
+        Ok(_) => fs::remove_file(p).ctx("removing", p),
+        Err(_) => Ok(()),
+    }
+}
+
+fn copy_meta(src: &fs::Metadata, dst: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    std::os::unix::fs::lchown(dst, Some(src.uid()), Some(src.gid())).ctx("chown", dst)?;
+    if !src.file_type().is_symlink() {
+        fs::set_permissions(dst, fs::Permissions::from_mode(src.mode() & 0o7777))
+            .ctx("chmod", dst)?;
+        if let Ok(mtime) = src.modified() {
+            if let Ok(f) = fs::File::open(dst) {
+                f.set_modified(mtime).ctx("setting mtime of", dst)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Copy the layer directory `src` over `dst` (an existing directory).
+fn apply_dir(
+    src: &Path,
+    dst: &Path,
+    links: &mut std::collections::HashMap<(u64, u64), PathBuf>,
+) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    for entry in fs::read_dir(src).ctx("listing", src)? {
+        let entry = entry.ctx("listing", src)?;
+        let (from, to) = (entry.path(), dst.join(entry.file_name()));
+        let meta = fs::symlink_metadata(&from).ctx("stat", &from)?;
+        let ft = meta.file_type();
+        if ft.is_char_device() && meta.rdev() == 0 {
+            remove_any(&to)?; // a whiteout
+            continue;
+        }
+        if ft.is_dir() {
+            let mut buf = [0u8; 2];
+            let opaque = rustix::fs::lgetxattr(&from, crate::unpack::OPAQUE_XATTR, &mut buf)
+                .map(|n| buf.get(..n) == Some(b"y".as_slice()))
+                .unwrap_or(false);
+            let is_dir = fs::symlink_metadata(&to)
+                .map(|m| m.is_dir())
+                .unwrap_or(false);
+            if opaque || !is_dir {
+                remove_any(&to)?;
+            }
+            if !to.exists() {
+                fs::create_dir(&to).ctx("creating", &to)?;
+            }
+            apply_dir(&from, &to, links)?;
+            copy_meta(&meta, &to)?;
+            continue;
+        }
+        remove_any(&to)?;
+        if ft.is_symlink() {
+            let target = fs::read_link(&from).ctx("reading link", &from)?;
+            std::os::unix::fs::symlink(&target, &to).ctx("symlinking", &to)?;
+        } else if ft.is_file() {
+            let key = (meta.dev(), meta.ino());
+            if meta.nlink() > 1 {
+                if let Some(first) = links.get(&key) {
+                    fs::hard_link(first, &to).ctx("hard linking", &to)?;
+                    continue;
+                }
+                links.insert(key, to.clone());
+            }
+            fs::copy(&from, &to).ctx("copying", &from)?;
+        } else {
+            let kind = if ft.is_char_device() {
+                rustix::fs::FileType::CharacterDevice
+            } else if ft.is_block_device() {
+                rustix::fs::FileType::BlockDevice
+            } else if ft.is_fifo() {
+                rustix::fs::FileType::Fifo
+            } else {
+                continue; // sockets are not image content
+            };
+            rustix::fs::mknodat(
+                rustix::fs::CWD,
+                &to,
+                kind,
+                rustix::fs::Mode::from_raw_mode(meta.mode() & 0o7777),
+                meta.rdev(),
+            )
+            .ctx("creating node", &to)?;
+        }
+        copy_meta(&meta, &to)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

@@ -277,6 +277,40 @@ fn whiteouts_and_opaque_dirs_hide_lower_files_in_the_mounted_rootfs() {
         fs::read_to_string(container.join("upper/a/keep")).unwrap(),
         "changed\n"
     );
+    // The copy fallback shows the same tree.
+    let copy_dir = tmp.path().join("c2");
+    let _guard2 = MountGuard(copy_dir.clone());
+    let copied = skiff_image::mount::copy_rootfs(&img, &copy_dir).unwrap();
+    assert!(!is_mount_point(&copied));
+    assert_eq!(fs::read_to_string(copied.join("a/keep")).unwrap(), "keep\n");
+    assert!(fs::symlink_metadata(copied.join("a/gone")).is_err());
+    assert!(fs::symlink_metadata(copied.join("bin/cat")).is_err());
+    assert_eq!(
+        fs::read_link(copied.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(!copied.join("d/x").exists() && !copied.join("d/sub").exists());
+    assert_eq!(fs::read_to_string(copied.join("d/new")).unwrap(), "new\n");
+    let bb = fs::metadata(copied.join("bin/busybox")).unwrap();
+    assert_eq!(bb.mode() & 0o7777, 0o755);
+    assert_eq!(
+        fs::metadata(copied.join("tmp")).unwrap().mode() & 0o7777,
+        0o1777
+    );
+    for p in ["a", "d", "bin", "d/new", "etc/passwd"] {
+        let (c, o) = (
+            fs::metadata(copied.join(p)).unwrap(),
+            fs::metadata(rootfs.join(p)).unwrap(),
+        );
+        assert_eq!(
+            (c.mode(), c.uid(), c.gid(), c.mtime()),
+            (o.mode(), o.uid(), o.gid(), o.mtime()),
+            "{p}: the copy matches the overlay"
+        );
+    }
+    unmount_rootfs(&copy_dir).unwrap();
+    assert!(!copied.exists());
+
     // Idempotent both ways.
     assert_eq!(mount_rootfs(&img, &container).unwrap(), rootfs);
     unmount_rootfs(&container).unwrap();
