@@ -30,6 +30,8 @@ use crate::runtime::{
 };
 
 const UID: &str = "uid-1";
+/// The one pod uid the test runtime does not know.
+const UNKNOWN_UID: &str = "other-uid";
 /// Every wait in these tests is bounded by this.
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -105,7 +107,7 @@ impl NodeRuntime for HostRuntime {
     }
 
     async fn pod_status(&self, uid: &str) -> Option<PodRuntimeStatus> {
-        (uid == UID).then(|| PodRuntimeStatus {
+        (uid != UNKNOWN_UID).then(|| PodRuntimeStatus {
             pod_ips: Vec::new(),
             start_time: Timestamp::UNIX_EPOCH,
             init_containers: Vec::new(),
@@ -129,7 +131,7 @@ impl NodeRuntime for HostRuntime {
         _container: &str,
         _options: LogOptions,
     ) -> Result<ByteStream, RuntimeError> {
-        if uid != UID {
+        if uid == UNKNOWN_UID {
             return Err(RuntimeError::PodNotFound(uid.into()));
         }
         let rx = self.log_lines.lock().unwrap().take().unwrap();
@@ -368,7 +370,11 @@ async fn exec_v4_and_errors_before_and_after_the_upgrade() {
         body["message"],
         "you must specify at least 1 of stdin, stdout, stderr"
     );
-    let (code, body) = http_get(addr, "/exec/ns/p/other-uid/main?command=true&stdout=1").await;
+    let (code, body) = http_get(
+        addr,
+        &format!("/exec/ns/p/{UNKNOWN_UID}/main?command=true&stdout=1"),
+    )
+    .await;
     assert_eq!((code, body["reason"].as_str()), (404, Some("NotFound")));
     let (code, body) = http_get(
         addr,
@@ -780,4 +786,177 @@ async fn port_forward_over_the_v4_channel_protocol() {
     assert_eq!(by_channel[&1], open.to_le_bytes());
     assert!(by_channel[&2].starts_with(&closed.to_le_bytes()));
     ws.close(None).await.unwrap();
+}
+
+/// A real API server (in process, on 127.0.0.1) whose node `test-node` is
+/// served by the kubelet router over `runtime`, with a pod `p` bound to it
+/// and marked Running, for the real kubectl.
+struct Cluster {
+    dir: tempfile::TempDir,
+    kubeconfig: std::path::PathBuf,
+    shutdown: CancellationToken,
+    _server: skiff_apiserver::RunningServer,
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+impl Cluster {
+    async fn start(runtime: Arc<HostRuntime>) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("streams-kubectl-")
+            .tempdir()
+            .unwrap();
+        let store = skiff_store::SqliteStore::open(
+            &dir.path().join("state.db"),
+            skiff_store::SqliteOptions::default(),
+        )
+        .unwrap();
+        let shutdown = CancellationToken::new();
+        let server = skiff_apiserver::start(
+            skiff_apiserver::ServerConfig {
+                listen: "127.0.0.1:0".parse().unwrap(),
+                data_dir: dir.path().into(),
+                extra_sans: vec![],
+                store_metrics: None,
+            },
+            Arc::new(store),
+            shutdown.clone(),
+        )
+        .await
+        .unwrap();
+        let nodes = super::InProcessNodes::new();
+        nodes.register("test-node", super::router(runtime, shutdown.clone()));
+        server.state.set_node_connector(nodes);
+        let kube = skiff_client::in_process(server.router.clone(), &server.internal_token).unwrap();
+        let pods: kube::Api<Pod> = kube::Api::namespaced(kube, "default");
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "p"},
+            "spec": {"nodeName": "test-node", "containers": [{"name": "main", "image": "busybox"}]},
+        }))
+        .unwrap();
+        pods.create(&Default::default(), &pod).await.unwrap();
+        pods.patch_status(
+            "p",
+            &Default::default(),
+            &kube::api::Patch::Merge(serde_json::json!({"status": {"phase": "Running"}})),
+        )
+        .await
+        .unwrap();
+        Cluster {
+            kubeconfig: server.kubeconfig_path.clone(),
+            dir,
+            shutdown,
+            _server: server,
+        }
+    }
+
+    fn kubectl(&self, args: &[&str]) -> tokio::process::Command {
+        let mut c = tokio::process::Command::new("kubectl");
+        c.arg("--kubeconfig")
+            .arg(&self.kubeconfig)
+            .arg("--cache-dir")
+            .arg(self.dir.path().join("cache"))
+            .args(args)
+            .kill_on_drop(true);
+        c
+    }
+
+    /// Run kubectl to the end (bounded) with `stdin`: (exit code, stdout, stderr).
+    async fn run(&self, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+        let mut child = self
+            .kubectl(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut input = child.stdin.take().unwrap();
+        input.write_all(stdin).await.unwrap();
+        drop(input);
+        let out = tokio::time::timeout(WAIT, child.wait_with_output())
+            .await
+            .expect("kubectl finished")
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_exec_cp_and_port_forward_reach_the_runtime_through_the_api_server() {
+    let cluster = Cluster::start(HostRuntime::running()).await;
+
+    let (code, out, err) = cluster
+        .run(
+            &[
+                "exec",
+                "-i",
+                "p",
+                "--",
+                "sh",
+                "-c",
+                "cat; echo oops >&2; exit 3",
+            ],
+            b"hello through the API server\n",
+        )
+        .await;
+    assert_eq!(out, "hello through the API server\n", "{err}");
+    assert!(err.contains("oops"), "{err}");
+    assert_eq!(code, 3, "kubectl passes the exit code through: {err}");
+
+    let (code, out, err) = cluster.run(&["exec", "p", "--", "echo", "hi"], b"").await;
+    assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+
+    // kubectl cp from the pod is `tar cf -` over exec.
+    let src = cluster.dir.path().join("src.txt");
+    std::fs::write(&src, "copied bytes\n").unwrap();
+    let dst = cluster.dir.path().join("dst.txt");
+    let from = format!("default/p:{}", src.display());
+    let (code, _, err) = cluster
+        .run(&["cp", &from, dst.to_str().unwrap()], b"")
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(std::fs::read_to_string(&dst).unwrap(), "copied bytes\n");
+
+    let port = line_echo_server().await;
+    let mut pf = cluster
+        .kubectl(&["port-forward", "pod/p", &format!(":{port}")])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(pf.stdout.take().unwrap()).lines();
+    let local: u16 = loop {
+        let line = tokio::time::timeout(WAIT, lines.next_line())
+            .await
+            .unwrap()
+            .unwrap()
+            .expect("kubectl port-forward prints where it listens");
+        if let Some(p) = line
+            .strip_prefix("Forwarding from 127.0.0.1:")
+            .and_then(|rest| rest.split_whitespace().next())
+        {
+            break p.parse().unwrap();
+        }
+    };
+    for round in 0..2 {
+        let mut conn = TcpStream::connect(("127.0.0.1", local)).await.unwrap();
+        conn.write_all(format!("ping {round}\n").as_bytes())
+            .await
+            .unwrap();
+        let mut reply = tokio::io::BufReader::new(conn).lines();
+        let line = tokio::time::timeout(WAIT, reply.next_line())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(line.as_deref(), Some(format!("echo:ping {round}").as_str()));
+    }
+    pf.kill().await.unwrap();
 }
