@@ -36,6 +36,35 @@ pub struct PullOptions {
     pub insecure_registries: Vec<String>,
 }
 
+/// A container's `imagePullPolicy`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    /// Parse the Kubernetes spelling; empty means the default for `reference`.
+    pub fn parse(policy: &str, reference: &str) -> Self {
+        match policy {
+            "Always" => PullPolicy::Always,
+            "IfNotPresent" => PullPolicy::IfNotPresent,
+            "Never" => PullPolicy::Never,
+            _ => Self::default_for(reference),
+        }
+    }
+
+    /// Kubernetes' default: `Always` for `:latest` or an untagged name,
+    /// else `IfNotPresent` (a digest pins the content, so `IfNotPresent`).
+    pub fn default_for(reference: &str) -> Self {
+        match reference::parse(reference) {
+            Ok(r) if r.digest().is_none() && r.tag() == Some("latest") => PullPolicy::Always,
+            _ => PullPolicy::IfNotPresent,
+        }
+    }
+}
+
 const MANIFEST_TYPES: [&str; 4] = [
     OCI_IMAGE_MEDIA_TYPE,
     IMAGE_MANIFEST_MEDIA_TYPE,
@@ -174,6 +203,31 @@ impl ImageStore {
     }
 }
 
+impl ImageStore {
+    /// The image for a container: pulled or taken from the store as the
+    /// policy says. With `Never` and no such image: [`Error::NotFound`]
+    /// (the kubelet's ErrImageNeverPull).
+    pub async fn ensure(
+        &self,
+        reference: &str,
+        policy: PullPolicy,
+        auth: &RegistryAuth,
+        opts: &PullOptions,
+    ) -> Result<Image> {
+        if policy != PullPolicy::Always {
+            let store = self.clone();
+            let r = reference.to_string();
+            if let Some(img) = blocking(move || store.resolve(&r)).await? {
+                return Ok(img);
+            }
+            if policy == PullPolicy::Never {
+                return Err(Error::NotFound(reference.to_string()));
+            }
+        }
+        self.pull(reference, auth, opts).await
+    }
+}
+
 fn check(want: &str, got: &Digest, what: &str) -> Result<()> {
     if want == got.to_string() {
         Ok(())
@@ -273,5 +327,23 @@ mod tests {
         assert_eq!(got("127.0.0.1:5000/x:1"), basic("u", "p:w"));
         assert_eq!(got("quay.io/x"), format!("{:?}", RegistryAuth::Anonymous));
         assert!(auth_from_docker_config(b"nope", "busybox").is_err());
+    }
+
+    #[test]
+    fn default_pull_policy_like_kubernetes() {
+        assert_eq!(PullPolicy::default_for("busybox"), PullPolicy::Always);
+        assert_eq!(
+            PullPolicy::default_for("busybox:latest"),
+            PullPolicy::Always
+        );
+        assert_eq!(
+            PullPolicy::default_for("busybox:1.36"),
+            PullPolicy::IfNotPresent
+        );
+        let pinned =
+            "busybox@sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+        assert_eq!(PullPolicy::default_for(pinned), PullPolicy::IfNotPresent);
+        assert_eq!(PullPolicy::parse("Never", "busybox"), PullPolicy::Never);
+        assert_eq!(PullPolicy::parse("", "x:1"), PullPolicy::IfNotPresent);
     }
 }

@@ -9,7 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use skiff_image::build::{ImageBuilder, Layer};
-use skiff_image::pull::{auth_from_docker_config, PullOptions, RegistryAuth};
+use skiff_image::pull::{auth_from_docker_config, PullOptions, PullPolicy, RegistryAuth};
 use skiff_image::{Error, ImageStore};
 
 /// bcrypt of "skiff-secret" (user "skiff"), for the registry's htpasswd.
@@ -160,6 +160,31 @@ async fn pull_from_a_local_registry_by_tag_digest_and_platform() {
         .unwrap();
     assert_eq!(m.id, mbuilt.config_digest.to_string());
     assert_eq!(m.repo_digests.len(), 2, "index and platform manifest");
+
+    // Pull policies: local images need no registry unless Always.
+    let local = tmp.path().join("local.tar");
+    ImageBuilder::new()
+        .layer(Layer::new().file("/l", "l", 0o644))
+        .write_oci_archive(&local, Some("local/only:1"))
+        .unwrap();
+    store.import(&local, None).unwrap();
+    let none = RegistryAuth::Anonymous;
+    for policy in [PullPolicy::IfNotPresent, PullPolicy::Never] {
+        store
+            .ensure("local/only:1", policy, &none, &opts)
+            .await
+            .unwrap();
+    }
+    let err = store
+        .ensure("local/absent:1", PullPolicy::Never, &none, &opts)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    let img2 = store
+        .ensure(&name, PullPolicy::Always, &none, &opts)
+        .await
+        .unwrap();
+    assert_eq!(img2.id, img.id);
 
     // Unknown images fail with the registry's reason.
     let err = store
