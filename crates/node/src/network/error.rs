@@ -13,6 +13,12 @@ pub enum NetError {
     NftTimeout,
     #[error("nft {args} failed: {stderr}")]
     Nft { args: String, stderr: String },
+    #[error("running ip: {0}")]
+    IpSpawn(#[source] std::io::Error),
+    #[error("ip did not finish in time")]
+    IpTimeout,
+    #[error("ip {args} failed: {stderr}")]
+    Ip { args: String, stderr: String },
     #[error("DNS responder cannot listen on {addr}: {source}")]
     DnsBind {
         addr: SocketAddr,

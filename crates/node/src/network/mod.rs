@@ -7,6 +7,7 @@
 //!   (Endpoints as a fallback);
 //! - [`dns`]: the cluster DNS responder;
 //! - [`resolv`]: the per-pod `/etc/resolv.conf` and `/etc/hosts`;
+//! - [`route`]: the host route keeping Service traffic on the node;
 //! - `sync`: the loop that keeps the first three in step with the API.
 //!
 //! [`NodeNetwork::start`] runs all of it.
@@ -15,6 +16,7 @@ pub mod catalog;
 pub mod dns;
 mod error;
 pub mod resolv;
+pub mod route;
 pub mod rules;
 mod sync;
 #[cfg(test)]
@@ -199,13 +201,16 @@ impl NodeNetwork {
         self.catalog.clone()
     }
 
-    /// Stop the sync loop and the responder, then remove the table
-    /// (idempotent: a missing table is fine).
+    /// Stop the sync loop and the responder, then remove the table and the
+    /// Service route (idempotent: what is already gone is fine). Both are
+    /// attempted; the first error is returned.
     pub async fn teardown(self) -> Result<(), NetError> {
         self.stop.cancel();
         self.tasks.close();
         self.tasks.wait().await;
-        rules::remove(&self.cfg.table).await
+        let table = rules::remove(&self.cfg.table).await;
+        let route = route::remove(&self.cfg.bridge, self.cfg.service_cidr).await;
+        table.and(route)
     }
 }
 

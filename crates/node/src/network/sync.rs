@@ -15,9 +15,11 @@ use kube::runtime::watcher;
 use kube::Api;
 use skiff_client::cache::Cache;
 use tokio::sync::watch;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::catalog::Catalog;
+use super::route;
 use super::rules::{self, RuleConfig};
 
 /// How long changes are gathered before one re-render (an EndpointSlice
@@ -26,6 +28,8 @@ const DEBOUNCE: Duration = Duration::from_millis(100);
 /// Retry backoff after a failed `nft` run.
 const RETRY_MIN: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(30);
+/// How often to look for the bridge before it exists.
+const BRIDGE_POLL: Duration = Duration::from_secs(2);
 /// The most changes drained in one debounce window before rendering anyway.
 const DRAIN_MAX: usize = 10_000;
 
@@ -56,6 +60,7 @@ pub(crate) async fn run(
 
     let mut applied: Option<String> = None;
     let mut backoff = RETRY_MIN;
+    let mut next_resync = Instant::now() + resync;
     loop {
         let svcs = services.all();
         let sl = slices.all();
@@ -88,11 +93,27 @@ pub(crate) async fn run(
                 }
             }
         }
+        // The route only once the rules are in, so the first cluster IP
+        // packets routed into the bridge already meet them.
+        if applied.is_some() {
+            match route::ensure(&rules_cfg.bridge, rules_cfg.service_cidr).await {
+                Ok(true) => {}
+                // No bridge before the first pod: look again soon.
+                Ok(false) => wait = wait.min(BRIDGE_POLL),
+                Err(e) => {
+                    tracing::warn!(error = %e, bridge = %rules_cfg.bridge, "routing the Service CIDR failed; retrying");
+                    wait = wait.min(RETRY_MAX);
+                }
+            }
+        }
         tokio::select! {
             _ = shutdown.cancelled() => return,
             _ = tokio::time::sleep(wait) => {
                 // The periodic pass re-applies even an unchanged table.
-                applied = None;
+                if Instant::now() >= next_resync {
+                    applied = None;
+                    next_resync = Instant::now() + resync;
+                }
                 continue;
             }
             next = changes.next() => if next.is_none() { return },

@@ -285,6 +285,12 @@ impl Lab {
         ip
     }
 
+    /// Make sure a route for the Service CIDR (added by the code under test)
+    /// is removed on drop.
+    pub fn forget_route_on_drop(&mut self) {
+        self.routes.push(self.service_cidr.to_string());
+    }
+
     /// Route the Service CIDR into the bridge, so that if the rules were
     /// missing, host traffic to Service IPs would still stay on this host
     /// instead of following the default route out.

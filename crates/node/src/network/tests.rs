@@ -324,7 +324,9 @@ async fn api_services_and_slices_become_traffic_and_dns() {
     let a = lab.pod("a").await;
     let b = lab.pod("b").await;
     let client = lab.pod("c").await;
-    lab.contain_service_cidr();
+    // NodeNetwork routes the Service CIDR into the bridge; removed on drop
+    // should the test fail before teardown.
+    lab.forget_route_on_drop();
     let c = Some(client.netns.as_str());
 
     let dir = tempfile::Builder::new()
@@ -388,6 +390,20 @@ async fn api_services_and_slices_become_traffic_and_dns() {
     let both: BTreeSet<String> = ["a".to_string(), "b".to_string()].into();
     assert_eq!(answers(c, &url, 40).await, both);
 
+    let want = format!("dev {}", lab.bridge);
+    let mut routes = String::new();
+    for _ in 0..100 {
+        let out = std::process::Command::new("ip")
+            .args(["route", "show", &lab.service_cidr.to_string()])
+            .output()
+            .unwrap();
+        routes = String::from_utf8_lossy(&out.stdout).into_owned();
+        if routes.contains(&want) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(routes.contains(&want), "{routes}");
     let dns = net.dns_addr().ip().to_string();
     let out = exec(c, &["nslookup", "web.default.svc.cluster.local", &dns])
         .await
@@ -428,6 +444,14 @@ async fn api_services_and_slices_become_traffic_and_dns() {
         .output()
         .unwrap();
     assert!(!listed.status.success(), "the table is gone after teardown");
+    let routes = std::process::Command::new("ip")
+        .args(["route", "show", &lab.service_cidr.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        routes.stdout.is_empty(),
+        "the Service route is gone after teardown"
+    );
     shutdown.cancel();
     server.wait().await;
 }
