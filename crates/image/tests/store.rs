@@ -176,6 +176,19 @@ fn docker_archive_import_with_repo_tags() {
         fs::read_to_string(img.layers[1].join("etc/hostname")).unwrap(),
         "base\n"
     );
+    // `docker save | gzip` imports too.
+    let gz = tmp.path().join("img.docker.tar.gz");
+    let mut enc =
+        flate2::write::GzEncoder::new(fs::File::create(&gz).unwrap(), flate2::Compression::fast());
+    std::io::copy(&mut fs::File::open(&archive).unwrap(), &mut enc).unwrap();
+    enc.finish().unwrap();
+    let from_gz = store.import(&gz, Some("busybox:gz")).unwrap();
+    assert_eq!(from_gz[0].id, img.id);
+    assert_eq!(
+        store.remove("busybox:gz").unwrap(),
+        vec!["docker.io/library/busybox:gz"]
+    );
+
     // The same content as an OCI archive is the same image (same config).
     let oci = tmp.path().join("img.oci.tar");
     let built2 = ImageBuilder::busybox()
