@@ -35,7 +35,7 @@ use tokio_util::task::TaskTracker;
 
 pub use catalog::Catalog;
 pub use error::NetError;
-pub use resolv::{etc_hosts, resolv_conf, ClusterDns};
+pub use resolv::{etc_hosts, pod_files, pod_hostname, resolv_conf, ClusterDns, PodFiles};
 
 /// The node's networks and where its DNS listens.
 #[derive(Debug, Clone, PartialEq, Eq)]

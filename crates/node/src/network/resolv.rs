@@ -3,12 +3,14 @@
 
 use std::net::IpAddr;
 
-use k8s_openapi::api::core::v1::{HostAlias, PodSpec};
+use k8s_openapi::api::core::v1::{HostAlias, Pod, PodSpec};
 
 /// The most nameservers a resolver reads (glibc's MAXNS).
 const MAX_NAMESERVERS: usize = 3;
 /// The kubelet's limit on search domains.
 const MAX_SEARCH: usize = 32;
+/// The longest hostname (a DNS label).
+const MAX_HOSTNAME: usize = 63;
 
 /// The cluster DNS a pod is pointed at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -182,6 +184,49 @@ pub fn etc_hosts(
     out
 }
 
+/// A pod's hostname as the kubelet sets it: `spec.hostname`, else the pod's
+/// name cut to 63 characters (without a trailing `-` or `.` the cut may
+/// leave).
+pub fn pod_hostname(pod: &Pod) -> String {
+    if let Some(h) = pod.spec.as_ref().and_then(|s| s.hostname.as_deref()) {
+        if !h.is_empty() {
+            return h.to_string();
+        }
+    }
+    let name = pod.metadata.name.as_deref().unwrap_or_default();
+    let cut: String = name.chars().take(MAX_HOSTNAME).collect();
+    cut.trim_end_matches(['-', '.']).to_string()
+}
+
+/// Both per-pod files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PodFiles {
+    pub resolv_conf: String,
+    /// `None` for host-network pods, which see the node's `/etc/hosts`.
+    pub hosts: Option<String>,
+}
+
+/// [`resolv_conf`] and [`etc_hosts`] for `pod` at `pod_ip`.
+pub fn pod_files(pod: &Pod, pod_ip: IpAddr, dns: &ClusterDns, node_resolv_conf: &str) -> PodFiles {
+    let default = PodSpec::default();
+    let spec = pod.spec.as_ref().unwrap_or(&default);
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or("default");
+    let hosts = (!spec.host_network.unwrap_or(false)).then(|| {
+        etc_hosts(
+            pod_ip,
+            &pod_hostname(pod),
+            spec.subdomain.as_deref(),
+            namespace,
+            &dns.domain,
+            spec.host_aliases.as_deref().unwrap_or_default(),
+        )
+    });
+    PodFiles {
+        resolv_conf: resolv_conf(namespace, dns, spec, node_resolv_conf),
+        hosts,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
@@ -267,5 +312,37 @@ mod tests {
             &[],
         );
         assert!(plain.ends_with("fe00::2\tip6-allrouters\n10.244.0.8\tp\n"));
+    }
+
+    #[test]
+    fn pod_files_use_the_pods_name_namespace_and_subdomain() {
+        let pod: Pod = serde_json::from_value(json!({
+            "metadata": {"namespace": "team", "name": format!("{}-", "x".repeat(62))},
+            "spec": {"containers": [], "subdomain": "sub"}
+        }))
+        .unwrap();
+        assert_eq!(pod_hostname(&pod), "x".repeat(62));
+        let files = pod_files(&pod, "10.244.0.9".parse().unwrap(), &dns(), "");
+        assert!(files
+            .resolv_conf
+            .starts_with("search team.svc.cluster.local "));
+        let hosts = files.hosts.unwrap();
+        assert!(
+            hosts.contains(&format!(
+                "10.244.0.9\t{0}.sub.team.svc.cluster.local\t{0}\n",
+                "x".repeat(62)
+            )),
+            "{hosts}"
+        );
+        let named: Pod = serde_json::from_value(json!({
+            "metadata": {"name": "p"},
+            "spec": {"containers": [], "hostname": "h", "hostNetwork": true}
+        }))
+        .unwrap();
+        assert_eq!(pod_hostname(&named), "h");
+        assert_eq!(
+            pod_files(&named, "10.0.0.1".parse().unwrap(), &dns(), "").hosts,
+            None
+        );
     }
 }
