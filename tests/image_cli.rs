@@ -206,3 +206,75 @@ async fn image_pull_from_a_local_registry() {
     let err = failed(&pull(format!("{addr}/cli/missing:1")));
     assert!(err.to_lowercase().contains("unknown"), "{err}");
 }
+
+#[tokio::test]
+async fn image_import_killed_midway_leaves_a_consistent_store() {
+    let tmp = tempfile::Builder::new()
+        .prefix(&format!("skiff-image-clikill-{}-", std::process::id()))
+        .tempdir_in("/tmp")
+        .unwrap();
+    let data = tmp.path().join("data");
+    let archive = tmp.path().join("big.tar");
+    // Incompressible-ish content so the import takes a while.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let big: Vec<u8> = (0..48 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect();
+    ImageBuilder::new()
+        .gzip(false)
+        .layer(Layer::new().file("/big", big, 0o644))
+        .layer(Layer::new().file("/small", "s", 0o644))
+        .write_oci_archive(&archive, Some("big:1"))
+        .unwrap();
+    for delay_ms in [20, 150, 400] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_skiff"))
+            .args(["image", "import"])
+            .arg(&archive)
+            .arg("--data-dir")
+            .arg(&data)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(delay_ms)).await;
+        let _ = child.kill(); // SIGKILL, wherever it is
+        let _ = child.wait();
+        // Whatever the moment: the image is either listed whole or not at all.
+        let ls = ok(&skiff(&data, &["ls"]));
+        if ls.contains("docker.io/library/big:1") {
+            let layers = data.join("images/layers");
+            for e in std::fs::read_dir(&layers).unwrap() {
+                assert!(e.unwrap().path().join("meta.json").exists());
+            }
+            ok(&skiff(&data, &["rm", "big:1"]));
+        }
+        ok(&skiff(&data, &["prune"]));
+        assert_eq!(
+            std::fs::read_dir(data.join("images/layers"))
+                .unwrap()
+                .count(),
+            0,
+            "prune removes what a killed import left"
+        );
+    }
+    let out = ok(&skiff(&data, &["import", archive.to_str().unwrap()]));
+    assert!(out.contains("big:1"), "{out}");
+    ok(&skiff(&data, &["prune"]));
+    assert_eq!(
+        std::fs::read_dir(data.join("images/tmp")).unwrap().count(),
+        0
+    );
+    let big = std::fs::metadata(
+        std::fs::read_dir(data.join("images/layers"))
+            .unwrap()
+            .map(|e| e.unwrap().path().join("fs/big"))
+            .find(|p| p.exists())
+            .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(big.len(), 48 << 20);
+}
