@@ -15,6 +15,7 @@
 //! | `GET /containerLogs/{ns}/{pod}/{uid}/{container}` | plain HTTP body; `follow`, `tailLines`, `previous`, `timestamps`, `sinceSeconds`, `sinceTime`, `limitBytes` |
 //! | `GET /exec/{ns}/{pod}/{uid}/{container}?command=..` | WebSocket `v5.channel.k8s.io` (or `v4.channel.k8s.io`) |
 //! | `GET /attach/{ns}/{pod}/{uid}/{container}` | same as exec |
+//! | `POST /exec|attach/…` | `Upgrade: SPDY/3.1`, `X-Stream-Protocol-Version: v5|v4.channel.k8s.io` (kubectl's fallback, older clients) |
 //! | `GET /portForward/{ns}/{pod}/{uid}` | WebSocket `SPDY/3.1+portforward.k8s.io` (SPDY inside binary messages) |
 //! | `POST /portForward/{ns}/{pod}/{uid}` | `Upgrade: SPDY/3.1`, `X-Stream-Protocol-Version: portforward.k8s.io` |
 //! | `GET /portForward/{ns}/{pod}/{uid}?ports=..` | WebSocket `v4.channel.k8s.io` (kube-rs, the Python client): two channels per port |
@@ -31,6 +32,7 @@ mod logs;
 mod portforward;
 mod portforward_ws;
 mod remotecommand;
+mod remotecommand_spdy;
 pub mod spdy;
 mod ws_io;
 

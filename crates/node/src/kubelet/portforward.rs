@@ -135,7 +135,7 @@ pub(super) async fn serve(
     ))
 }
 
-fn wants_upgrade_to(headers: &HeaderMap, protocol: &str) -> bool {
+pub(super) fn wants_upgrade_to(headers: &HeaderMap, protocol: &str) -> bool {
     headers
         .get_all(header::UPGRADE)
         .iter()

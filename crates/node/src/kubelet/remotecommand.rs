@@ -40,19 +40,19 @@ const RESIZE: u8 = 4;
 const CLOSE: u8 = 255;
 
 /// Bytes buffered between the socket and the process per stream.
-const STREAM_BUFFER: usize = 64 * 1024;
+pub(super) const STREAM_BUFFER: usize = 64 * 1024;
 /// How long output may keep draining after the command ended (a process that
 /// left a child holding its stdout open must not hold the session for ever).
-const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(10);
+pub(super) const DRAIN_AFTER_EXIT: Duration = Duration::from_secs(10);
 
 /// What the client asked for in the query.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-struct Streams {
-    command: Vec<String>,
-    stdin: bool,
-    stdout: bool,
-    stderr: bool,
-    tty: bool,
+pub(super) struct Streams {
+    pub(super) command: Vec<String>,
+    pub(super) stdin: bool,
+    pub(super) stdout: bool,
+    pub(super) stderr: bool,
+    pub(super) tty: bool,
 }
 
 impl Streams {
@@ -79,7 +79,7 @@ impl Streams {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Action {
+pub(super) enum Action {
     Exec,
     Attach,
 }
@@ -116,11 +116,21 @@ async fn serve(
     if k.runtime.pod_status(&uid).await.is_none() {
         return runtime_error_response(&RuntimeError::PodNotFound(format!("{namespace}/{pod}")));
     }
+    if super::portforward::wants_upgrade_to(req.headers(), "SPDY/3.1") {
+        let target = super::remotecommand_spdy::Target {
+            runtime: k.runtime.clone(),
+            uid,
+            container,
+            streams,
+            action,
+        };
+        return super::remotecommand_spdy::serve(req, target, k.shutdown.clone());
+    }
     let ws = match WebSocketUpgrade::from_request(req, &()).await {
         Ok(ws) => ws.protocols([V5, V4]),
         Err(rejection) => {
             return bad_request(&format!(
-                "unable to upgrade connection: {} (this node speaks only WebSocket {V5} and {V4})",
+                "unable to upgrade connection: {} (this node speaks WebSocket {V5} and {V4}, and SPDY/3.1)",
                 rejection.body_text()
             ))
         }
@@ -315,7 +325,7 @@ impl Session {
     }
 }
 
-fn parse_resize(payload: &[u8]) -> Option<TerminalSize> {
+pub(super) fn parse_resize(payload: &[u8]) -> Option<TerminalSize> {
     let v: Value = serde_json::from_slice(payload).ok()?;
     Some(TerminalSize {
         width: u16::try_from(v.get("Width")?.as_u64()?).ok()?,
@@ -324,7 +334,7 @@ fn parse_resize(payload: &[u8]) -> Option<TerminalSize> {
 }
 
 /// The status the kubelet writes on channel 3 for an exec.
-fn exec_status(command: &[String], result: Result<i32, RuntimeError>) -> Value {
+pub(super) fn exec_status(command: &[String], result: Result<i32, RuntimeError>) -> Value {
     match result {
         Ok(0) => json!({"metadata": {}, "status": "Success"}),
         Ok(code) => json!({
@@ -340,7 +350,7 @@ fn exec_status(command: &[String], result: Result<i32, RuntimeError>) -> Value {
     }
 }
 
-fn attach_status(result: Result<(), RuntimeError>) -> Value {
+pub(super) fn attach_status(result: Result<(), RuntimeError>) -> Value {
     match result {
         Ok(()) => json!({"metadata": {}, "status": "Success"}),
         Err(e) => internal(format!("error attaching to container: {e}")),

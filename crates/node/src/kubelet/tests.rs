@@ -867,8 +867,18 @@ impl Cluster {
 
     /// Run kubectl to the end (bounded) with `stdin`: (exit code, stdout, stderr).
     async fn run(&self, args: &[&str], stdin: &[u8]) -> (i32, String, String) {
+        self.run_env(args, stdin, &[]).await
+    }
+
+    async fn run_env(
+        &self,
+        args: &[&str],
+        stdin: &[u8],
+        env: &[(&str, &str)],
+    ) -> (i32, String, String) {
         let mut child = self
             .kubectl(args)
+            .envs(env.iter().copied())
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
@@ -913,6 +923,45 @@ async fn kubectl_exec_cp_and_port_forward_reach_the_runtime_through_the_api_serv
 
     let (code, out, err) = cluster.run(&["exec", "p", "--", "echo", "hi"], b"").await;
     assert_eq!((code, out.as_str()), (0, "hi\n"), "{err}");
+
+    // kubectl's SPDY fallback for exec (what it does when WebSockets fail).
+    let spdy = [("KUBECTL_REMOTE_COMMAND_WEBSOCKETS", "false")];
+    let (code, out, err) = cluster
+        .run_env(
+            &[
+                "exec",
+                "-i",
+                "p",
+                "--",
+                "sh",
+                "-c",
+                "cat; echo oops >&2; exit 4",
+            ],
+            b"over SPDY\n",
+            &spdy,
+        )
+        .await;
+    assert_eq!(out, "over SPDY\n", "{err}");
+    assert!(err.contains("oops"), "{err}");
+    assert_eq!(code, 4, "{err}");
+    let (code, out, err) = cluster
+        .run_env(
+            &[
+                "exec",
+                "-i",
+                "-t",
+                "p",
+                "--",
+                "sh",
+                "-c",
+                "read l; echo got $l",
+            ],
+            b"t\n",
+            &spdy,
+        )
+        .await;
+    assert_eq!(code, 0, "{err}");
+    assert!(out.contains("got t"), "{out} {err}");
 
     // kubectl cp from the pod is `tar cf -` over exec.
     let src = cluster.dir.path().join("src.txt");
@@ -959,4 +1008,75 @@ async fn kubectl_exec_cp_and_port_forward_reach_the_runtime_through_the_api_serv
         assert_eq!(line.as_deref(), Some(format!("echo:ping {round}").as_str()));
     }
     pf.kill().await.unwrap();
+}
+
+#[tokio::test]
+async fn exec_over_spdy_with_a_tty_and_resizes() {
+    let runtime = HostRuntime::running();
+    let addr = serve(runtime.clone()).await;
+    let path = exec_path(
+        &["sh", "-c", "read line; echo got $line"],
+        "stdin=true&stdout=true&tty=true",
+    );
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\nConnection: Upgrade\r\nUpgrade: SPDY/3.1\r\nX-Stream-Protocol-Version: v4.channel.k8s.io\r\nX-Stream-Protocol-Version: v3.channel.k8s.io\r\n\r\n"
+        )
+        .as_bytes(),
+    )
+    .await
+    .unwrap();
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        head.push(
+            tokio::time::timeout(WAIT, conn.read_u8())
+                .await
+                .unwrap()
+                .unwrap(),
+        );
+    }
+    let head = String::from_utf8_lossy(&head).to_lowercase();
+    assert!(head.starts_with("http/1.1 101"), "{head}");
+    assert!(
+        head.contains("x-stream-protocol-version: v4.channel.k8s.io"),
+        "{head}"
+    );
+    let (r, w) = conn.into_split();
+    let mut c = SpdyClient::new(Box::new(r), Box::new(w));
+    // client-go's order: error, stdin, stdout, resize (no stderr under a tty).
+    for (id, kind) in [(1, "error"), (3, "stdin"), (5, "stdout"), (7, "resize")] {
+        c.tx.send(Frame::SynStream {
+            stream_id: id,
+            associated_to: 0,
+            priority: 0,
+            flags: 0,
+            headers: vec![("streamType".into(), kind.into())],
+        })
+        .await
+        .unwrap();
+    }
+    // Two sizes split across frames, as a JSON encoder's writes may be.
+    c.data(7, 0, b"{\"Width\":80,\"Height\":24}\n{\"Width\":1")
+        .await;
+    c.data(7, 0, b"20,\"Height\":40}\n").await;
+    c.data(3, 0, b"x\n").await;
+    let (data, replied) = c.collect(&[1, 5]).await;
+    assert_eq!(replied.len(), 4, "{replied:?}");
+    assert_eq!(data.get(&5).map(Vec::as_slice), Some(&b"got x\n"[..]));
+    let status: Value = serde_json::from_slice(data.get(&1).unwrap()).unwrap();
+    assert_eq!(status["status"], "Success");
+    assert_eq!(
+        *runtime.resizes.lock().unwrap(),
+        vec![
+            TerminalSize {
+                width: 80,
+                height: 24
+            },
+            TerminalSize {
+                width: 120,
+                height: 40
+            }
+        ]
+    );
 }
