@@ -165,6 +165,20 @@ fn kubectl_logs_reads_the_node_runtime() {
         "{err}"
     );
 
+    // Bound to a node nobody serves.
+    pod(
+        &s,
+        ns,
+        "ghost",
+        &["main"],
+        json!({"spec": {"nodeName": "ghost-node"}}),
+    );
+    let err = s.fails(&["logs", "ghost", "-n", ns]);
+    assert!(
+        err.contains("Error from server (BadRequest): node ghost-node is not reachable"),
+        "{err}"
+    );
+
     // The API server's own checks, without kubectl's client-side defaulting.
     let ep = s.endpoint();
     let r = ep.curl_full(

@@ -448,6 +448,29 @@ async fn logs_stream_while_following_and_refuse_a_waiting_container() {
         .unwrap()
         .unwrap();
 
+    // A follower that stops reading releases the runtime's stream.
+    let runtime = HostRuntime::running();
+    let (tx, rx) = mpsc::channel(4);
+    *runtime.log_lines.lock().unwrap() = Some(rx);
+    let addr = serve(runtime).await;
+    let mut conn = TcpStream::connect(addr).await.unwrap();
+    conn.write_all(
+        format!("GET /containerLogs/ns/p/{UID}/main?follow=true HTTP/1.0\r\nHost: x\r\n\r\n")
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tx.send(b"line 1\n".to_vec()).await.unwrap();
+    let mut first = [0u8; 1];
+    tokio::time::timeout(WAIT, conn.read_exact(&mut first))
+        .await
+        .unwrap()
+        .unwrap();
+    drop(conn);
+    tokio::time::timeout(WAIT, tx.closed())
+        .await
+        .expect("the log stream is dropped once the client is gone");
+
     let waiting = HostRuntime::new(ContainerState::Waiting {
         reason: "ContainerCreating".into(),
         message: None,
