@@ -134,6 +134,29 @@ pub async fn start(
         "--runtime-root".into(),
         runtime_root.into_os_string(),
     ];
+    // The service data plane and cluster DNS first: pods are isolated
+    // from their first packet.
+    let pod_cidr: ipnet::Ipv4Net = args
+        .pod_cidr
+        .parse()
+        .with_context(|| format!("--pod-cidr {:?}", args.pod_cidr))?;
+    let gateway = pod_cidr
+        .hosts()
+        .next()
+        .context("--pod-cidr has no host addresses")?;
+    let net_cfg = skiff_node::network::NetworkConfig {
+        pod_cidr,
+        bridge: args.node_bridge.clone(),
+        gateway_ip: gateway,
+        dns_listen: std::net::SocketAddr::new(gateway.into(), 53),
+        table: nft_table(&args.node_bridge),
+        ..Default::default()
+    };
+    let cluster_dns = net_cfg.cluster_dns();
+    let network =
+        skiff_node::network::NodeNetwork::start(client.clone(), net_cfg, shutdown.clone())
+            .await
+            .context("starting the node network (nftables, DNS)")?;
     let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     let config = skiff_node::sandbox::SandboxConfig {
         root,
@@ -147,6 +170,7 @@ pub async fn start(
         cpu_millis: cpus * 1000,
         memory_bytes: host_memory(),
         max_pods: 1000,
+        cluster_dns: Some(cluster_dns),
     };
     let recorder = skiff_client::events::Recorder::new(
         client.clone(),
@@ -154,15 +178,32 @@ pub async fn start(
         Some(args.node_name.clone()),
     );
     let rt = Arc::new(
-        skiff_node::sandbox::SandboxRuntime::start(config, images, Some(recorder))
-            .await
-            .context("starting the node runtime")?,
+        skiff_node::sandbox::SandboxRuntime::start(
+            config,
+            images,
+            Some(recorder),
+            Some(client.clone()),
+        )
+        .await
+        .context("starting the node runtime")?,
     );
     let mut cfg = skiff_node::AgentConfig::new(&args.node_name, &host_ip(&args.pod_cidr));
     cfg.container_events = false; // the runtime records them as they happen
     let agent = skiff_node::Agent::new(client, cfg, rt.clone());
     tokio::spawn(agent.run(shutdown));
+    // Lives as long as the process: its tasks stop on `shutdown`, and the
+    // rules stay for the pods that outlive us.
+    std::mem::forget(network);
     Ok(rt)
+}
+
+/// The nftables table of the node on `bridge` (letters, digits, `_`).
+fn nft_table(bridge: &str) -> String {
+    let clean: String = bridge
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
+    format!("skiff_{clean}")
 }
 
 /// The node's address as pods see it: the bridge gateway (first address of
@@ -253,13 +294,8 @@ fn reset(data_dir: &Path, args: &NodeArgs) -> anyhow::Result<()> {
         let is_ours = std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
             .is_ok_and(|c| c.contains("supervise"));
         if is_ours {
-            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM);
-            for _ in 0..100 {
-                if nix::sys::signal::kill(pid, None).is_err() {
-                    break;
-                }
-                std::thread::sleep(std::time::Duration::from_millis(20));
-            }
+            // No container is left, so nothing is lost by not waiting for
+            // TERM to be handled.
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
         }
     }
@@ -277,7 +313,12 @@ fn reset(data_dir: &Path, args: &NodeArgs) -> anyhow::Result<()> {
             let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
         }
     }
-    // 4. Pod veths go with their namespaces; the bridge is ours.
+    // 4. The node's nftables table and service route, the bridge (pod
+    // veths went with their namespaces).
+    let _ = std::process::Command::new("nft")
+        .args(["delete", "table", "inet", &nft_table(&args.node_bridge)])
+        .stderr(std::process::Stdio::null())
+        .status();
     let _ = std::process::Command::new("ip")
         .args(["link", "del", &args.node_bridge])
         .stderr(std::process::Stdio::null())

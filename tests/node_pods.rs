@@ -70,11 +70,12 @@ fn wait_phase(s: &Server, name: &str, phase: &str) -> serde_json::Value {
     )
 }
 
-fn netns_count() -> usize {
+/// Mounts under the pod's directory (namespace files, root filesystems).
+fn mounts_of(uid: &str) -> usize {
     std::fs::read_to_string("/proc/self/mountinfo")
         .unwrap_or_default()
         .lines()
-        .filter(|l| l.contains("nsfs"))
+        .filter(|l| l.contains(&format!("/pods/{uid}/")))
         .count()
 }
 
@@ -120,7 +121,8 @@ fn a_pod_runs_as_a_real_container_with_its_own_address_and_logs() {
         );
     }
 
-    let before = netns_count();
+    let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
+    assert!(mounts_of(&uid) >= 3, "the pod's namespaces are bind mounts");
     s.ok(&["delete", "pod", "hello", "--grace-period=1"]);
     until(
         Duration::from_secs(30),
@@ -130,12 +132,8 @@ fn a_pod_runs_as_a_real_container_with_its_own_address_and_logs() {
         },
         || s.log(),
     );
-    // Its namespaces (three bind mounts) are gone with it.
-    assert!(
-        netns_count() + 3 <= before,
-        "namespace mounts left: {before} -> {}",
-        netns_count()
-    );
+    // Its namespaces (bind mounts) and root filesystem are gone with it.
+    assert_eq!(mounts_of(&uid), 0, "mounts of pod {uid} left behind");
     let pods_dir = s.dir.path().join("node").join("pods");
     let left: Vec<_> = std::fs::read_dir(&pods_dir)
         .map(|rd| rd.flatten().map(|e| e.path()).collect())
@@ -366,4 +364,124 @@ spec:
     assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
+}
+
+fn container_status(s: &Server, pod: &str) -> serde_json::Value {
+    pod_json(s, pod)["status"]["containerStatuses"][0].clone()
+}
+
+#[test]
+fn probes_gate_readiness_and_restart_unhealthy_containers() {
+    let s = node_server();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: web}
+spec:
+  containers:
+  - name: web
+    image: busybox:test
+    command: ["sh", "-c", "mkdir -p /www; httpd -p 8080 -h /www; sleep 4; echo ok > /www/ready; sleep 3600"]
+    ports: [{name: http, containerPort: 8080}]
+    readinessProbe:
+      httpGet: {path: /ready, port: http}
+      periodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: live}
+spec:
+  containers:
+  - name: live
+    image: busybox:test
+    command: ["sh", "-c", "touch /tmp/alive; sleep 2; rm /tmp/alive; sleep 3600"]
+    livenessProbe:
+      exec: {command: ["test", "-f", "/tmp/alive"]}
+      periodSeconds: 1
+      failureThreshold: 1
+  terminationGracePeriodSeconds: 1
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: slow}
+spec:
+  containers:
+  - name: slow
+    image: busybox:test
+    command: ["sleep", "3600"]
+    startupProbe:
+      tcpSocket: {port: 9999}
+      periodSeconds: 1
+      failureThreshold: 2
+  terminationGracePeriodSeconds: 1
+"#,
+    );
+    // Running but not ready until the file appears, then ready.
+    until(
+        Duration::from_secs(30),
+        || {
+            let c = container_status(&s, "web");
+            (c["state"]["running"].is_object() && c["ready"] == false).then_some(())
+        },
+        || container_status(&s, "web").to_string(),
+    );
+    let pod = until(
+        Duration::from_secs(30),
+        || {
+            let p = pod_json(&s, "web");
+            (p["status"]["containerStatuses"][0]["ready"] == true).then_some(p)
+        },
+        || container_status(&s, "web").to_string(),
+    );
+    let ready = pod["status"]["conditions"]
+        .as_array()
+        .and_then(|c| c.iter().find(|c| c["type"] == "Ready").cloned())
+        .unwrap_or_default();
+    assert_eq!(ready["status"], "True", "{pod}");
+    assert_eq!(container_status(&s, "web")["restartCount"], 0);
+
+    // The liveness probe fails once the file is gone: restarted.
+    until(
+        Duration::from_secs(60),
+        || {
+            (container_status(&s, "live")["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1)
+                .then_some(())
+        },
+        || container_status(&s, "live").to_string(),
+    );
+    // A startup probe that never passes: never started, restarted.
+    let slow = until(
+        Duration::from_secs(60),
+        || {
+            let c = container_status(&s, "slow");
+            (c["restartCount"].as_i64().unwrap_or(0) >= 1).then_some(c)
+        },
+        || container_status(&s, "slow").to_string(),
+    );
+    // `sleep` as pid 1 ignores TERM: killed after the 1 s grace period.
+    assert_eq!(slow["lastState"]["terminated"]["exitCode"], 137, "{slow}");
+    let events = s.ok(&[
+        "get",
+        "events",
+        "-o",
+        "custom-columns=REASON:.reason,MSG:.message",
+    ]);
+    assert!(events.contains("Liveness probe failed"), "{events}");
+    assert!(
+        events.contains("Startup probe failed: dial tcp"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Readiness probe failed: HTTP probe failed with statuscode: 404"),
+        "{events}"
+    );
+    assert!(
+        events.contains("Container live failed liveness probe, will be restarted"),
+        "{events}"
+    );
 }

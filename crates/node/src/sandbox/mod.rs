@@ -16,6 +16,7 @@ pub mod crilog;
 pub mod images;
 pub mod namespaces;
 mod pod;
+pub mod probes;
 pub mod supervisor;
 
 use std::collections::HashMap;
@@ -57,17 +58,32 @@ pub struct ImageError {
     pub message: String,
 }
 
+/// An event about a container's image (`warning`, `reason`, `message`),
+/// recorded on the pod by the worker: `Pulling`, `Pulled`, `Failed`, ...
+pub type ImageEvents<'a> = &'a (dyn Fn(bool, &str, &str) + Send + Sync);
+
+/// What a container needs from the [`ImageSource`].
+pub struct ImageRequest<'a> {
+    /// The container's `image`.
+    pub image: &'a str,
+    /// Its `imagePullPolicy` (empty: the Kubernetes default for the image).
+    pub pull_policy: &'a str,
+    /// The pod, for its `imagePullSecrets`.
+    pub pod: Option<&'a Pod>,
+    /// The API, to read those secrets.
+    pub client: Option<&'a kube::Client>,
+    /// The container's directory (the root filesystem goes in it).
+    pub dir: &'a Path,
+    /// Where to report pulls.
+    pub events: ImageEvents<'a>,
+}
+
 /// Where container root filesystems come from (the node's image store).
 #[async_trait::async_trait]
 pub trait ImageSource: Send + Sync + 'static {
-    /// Make `image` available (pulling it if the policy says so) and mount
-    /// its root filesystem for a container whose directory is `dir`.
-    async fn prepare(
-        &self,
-        image: &str,
-        pull_policy: &str,
-        dir: &Path,
-    ) -> Result<PreparedImage, ImageError>;
+    /// Make the image available (pulling it if the policy says so) and
+    /// mount its root filesystem in the container's directory.
+    async fn prepare(&self, request: ImageRequest<'_>) -> Result<PreparedImage, ImageError>;
 
     /// Unmount what [`ImageSource::prepare`] mounted in `dir` (idempotent).
     async fn release(&self, dir: &Path);
@@ -96,6 +112,9 @@ pub struct SandboxConfig {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
     pub max_pods: u32,
+    /// The cluster DNS pods use (their `/etc/resolv.conf`); `None` gives
+    /// them the node's own resolver configuration.
+    pub cluster_dns: Option<crate::network::ClusterDns>,
 }
 
 impl SandboxConfig {
@@ -129,6 +148,11 @@ pub(crate) struct Node {
     pub(crate) cni: Cni,
     pub(crate) network: NetworkConfig,
     pub(crate) recorder: Option<skiff_client::events::Recorder>,
+    /// The node's own `/etc/resolv.conf` text (for `dnsPolicy: Default`).
+    pub(crate) host_resolv_conf: String,
+    /// The API (ConfigMaps, Secrets, service account tokens for volumes and env).
+    #[allow(dead_code)] // read by env and volume resolution, next
+    pub(crate) client: Option<kube::Client>,
     /// Pod and container cgroups (`None` where none can be made).
     pub(crate) cgroups: Option<crate::cgroups::Cgroups>,
     /// What shapes every container's spec.
@@ -194,6 +218,7 @@ impl SandboxRuntime {
         config: SandboxConfig,
         images: Arc<dyn ImageSource>,
         recorder: Option<skiff_client::events::Recorder>,
+        client: Option<kube::Client>,
     ) -> Result<SandboxRuntime, RuntimeError> {
         std::fs::create_dir_all(config.pods_dir())?;
         std::fs::create_dir_all(config.supervisor_dir())?;
@@ -232,6 +257,8 @@ impl SandboxRuntime {
             cni,
             network,
             recorder,
+            host_resolv_conf: std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default(),
+            client,
             cgroups,
             settings,
             subscribers: Mutex::new(Vec::new()),

@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::crilog;
 use super::namespaces::PodNamespaces;
+use super::probes::{self, CheckTarget, ProbeKind, Timing};
 use super::supervisor::{ContainerRecord, StartSpec, SupervisorError};
 use super::Node;
 use crate::cni::Target;
@@ -48,6 +49,12 @@ pub struct Recorded {
 
 pub(crate) enum Cmd {
     Update(Arc<Pod>),
+    /// A probe of a container run changed its verdict.
+    Probe {
+        id: String,
+        kind: ProbeKind,
+        ok: bool,
+    },
     Exit(ContainerRecord),
     Stop {
         grace: Duration,
@@ -177,7 +184,7 @@ impl PodWorker {
             None => String::new(),
         };
         let files = self
-            .container_files(container, id)
+            .container_files(node, container, id)
             .map_err(|e| ("CreateContainerError", e.to_string()))?;
         let env: Vec<(String, String)> = container
             .env
@@ -209,6 +216,7 @@ impl PodWorker {
     /// The per-pod and per-container files mounted into a container.
     fn container_files(
         &self,
+        node: &Node,
         container: &Container,
         id: &str,
     ) -> std::io::Result<crate::bundle::ContainerFiles> {
@@ -225,12 +233,24 @@ impl PodWorker {
         let hostname_file = etc.join("hostname");
         std::fs::write(&hostname_file, format!("{hostname}\n"))?;
         let hosts = etc.join("hosts");
-        if !hosts.exists() {
-            let mut text = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-            if let Some(ip) = ips.first() {
-                text.push_str(&format!("{ip}\t{hostname}\n"));
+        let resolv = etc.join("resolv.conf");
+        let pod = lock(&self.pod).clone();
+        match (pod, ips.first(), node.config.cluster_dns.as_ref()) {
+            (Some(pod), Some(ip), Some(dns)) => {
+                let files = crate::network::pod_files(&pod, *ip, dns, &node.host_resolv_conf);
+                std::fs::write(&resolv, files.resolv_conf)?;
+                if let Some(h) = files.hosts {
+                    std::fs::write(&hosts, h)?;
+                }
             }
-            std::fs::write(&hosts, text)?;
+            _ => {
+                std::fs::write(&resolv, &node.host_resolv_conf)?;
+                let mut text = String::from("# Kubernetes-managed hosts file.\n127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+                if let Some(ip) = ips.first() {
+                    text.push_str(&format!("{ip}\t{hostname}\n"));
+                }
+                std::fs::write(&hosts, text)?;
+            }
         }
         let term_dir = self.dir.join("termination");
         std::fs::create_dir_all(&term_dir)?;
@@ -243,7 +263,7 @@ impl PodWorker {
             .unwrap_or_else(|| "/dev/termination-log".into());
         Ok(crate::bundle::ContainerFiles {
             hosts: Some(hosts),
-            resolv_conf: None,
+            resolv_conf: Some(resolv),
             hostname: Some(hostname_file),
             termination_log: Some((term, term_path)),
             shm: None,
@@ -420,6 +440,7 @@ impl PodWorker {
             match cmd {
                 None => return,
                 Some(Cmd::Update(pod)) => *lock(&self.pod) = Some(pod),
+                Some(Cmd::Probe { id, kind, ok }) => self.probed(&node, &id, kind, ok).await,
                 Some(Cmd::Exit(rec)) => self.exited(&node, rec).await,
                 Some(Cmd::Stop { grace, done }) => {
                     self.shutdown(&node, grace, &mut rx).await;
@@ -516,7 +537,7 @@ impl PodWorker {
     }
 
     /// Start whatever should run now.
-    async fn step(&self, node: &Node) {
+    async fn step(self: &Arc<Self>, node: &Arc<Node>) {
         let policy = self.policy();
         // Init containers, one at a time in order.
         let next_init = {
@@ -599,7 +620,7 @@ impl PodWorker {
         self.dir.join("logs").join(name).join(format!("{run}.log"))
     }
 
-    async fn start(&self, node: &Node, kind: Kind, i: usize) {
+    async fn start(self: &Arc<Self>, node: &Arc<Node>, kind: Kind, i: usize) {
         let Some(spec) = self.container_spec(kind, i) else {
             return;
         };
@@ -618,30 +639,69 @@ impl PodWorker {
         let pull_policy = spec
             .image_pull_policy
             .clone()
-            .unwrap_or_else(|| "IfNotPresent".into());
+            .unwrap_or_default();
         if let Err(e) = std::fs::create_dir_all(&dir) {
             self.start_failed(node, kind, i, "CreateContainerError", &e.to_string());
             return;
         }
-        let prepared = match node.images.prepare(&image, &pull_policy, &dir).await {
+        let pod = lock(&self.pod).clone();
+        let events = |warning: bool, reason: &str, message: &str| {
+            self.event(node, Some(&name), warning, reason, message);
+        };
+        let request = super::ImageRequest {
+            image: &image,
+            pull_policy: &pull_policy,
+            pod: pod.as_deref(),
+            client: node.client.as_ref(),
+            dir: &dir,
+            events: &events,
+        };
+        let prepared = match node.images.prepare(request).await {
             Ok(p) => p,
             Err(e) => {
-                self.event(
-                    node,
-                    Some(&name),
-                    true,
-                    "Failed",
-                    &format!("Failed to pull image {image:?}: {}", e.message),
-                );
-                self.with_container(node, kind, i, |c| {
-                    c.backoff = next_backoff(c.backoff);
-                    c.not_before = Some(after(c.backoff));
-                    c.status.state = ContainerState::Waiting {
-                        reason: e.reason.clone(),
-                        message: Some(e.message.clone()),
-                    };
-                });
+                // The image source recorded the details (Failed, ErrImageNeverPull, ...).
+                self.event(node, Some(&name), true, "Failed", &format!("Error: {}", e.reason));
+                let until = self
+                    .with_container(node, kind, i, |c| {
+                        c.backoff = next_backoff(c.backoff);
+                        c.not_before = Some(after(c.backoff));
+                        c.status.state = ContainerState::Waiting {
+                            reason: e.reason.clone(),
+                            message: Some(e.message.clone()),
+                        };
+                        c.not_before
+                    })
+                    .flatten();
                 let _ = std::fs::remove_dir_all(&dir);
+                if e.reason == "ErrImagePull" {
+                    // As at the kubelet's next sync: while the pull backs
+                    // off, the container shows ImagePullBackOff.
+                    let (worker, node) = (self.clone(), node.clone());
+                    let (name, image) = (name.clone(), image.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_secs(2)).await;
+                        let backing_off = worker.with_container(&node, kind, i, |c| {
+                            let still = c.current.is_none()
+                                && c.not_before == until
+                                && matches!(&c.status.state, ContainerState::Waiting { reason, .. } if reason == "ErrImagePull");
+                            if still {
+                                c.status.state = ContainerState::Waiting {
+                                    reason: "ImagePullBackOff".into(),
+                                    message: Some(format!(
+                                        "Back-off pulling image {image:?}: ErrImagePull: {}",
+                                        e.message
+                                    )),
+                                };
+                            }
+                            still
+                        });
+                        if backing_off == Some(true) {
+                            let msg = format!("Back-off pulling image {image:?}");
+                            worker.event(&node, Some(&name), false, "BackOff", &msg);
+                            worker.event(&node, Some(&name), true, "Failed", "Error: ImagePullBackOff");
+                        }
+                    });
+                }
                 return;
             }
         };
@@ -668,15 +728,24 @@ impl PodWorker {
             .await;
         match started {
             Ok(rec) => {
+                let startup = spec.startup_probe.is_some();
+                let readiness = spec.readiness_probe.is_some();
                 self.with_container(node, kind, i, |c| {
                     c.status.container_id = Some(format!("runc://{id}"));
                     c.status.state = ContainerState::Running {
                         started_at: rec.started_at,
                     };
-                    c.status.started = true;
-                    c.status.ready = true;
+                    c.status.started = !startup;
+                    c.status.ready = !startup && !readiness;
                     c.not_before = None;
                 });
+                self.event(
+                    node,
+                    Some(&name),
+                    false,
+                    "Created",
+                    &format!("Created container: {name}"),
+                );
                 self.event(
                     node,
                     Some(&name),
@@ -684,6 +753,21 @@ impl PodWorker {
                     "Started",
                     &format!("Started container {name}"),
                 );
+                let hooks = spec
+                    .lifecycle
+                    .as_ref()
+                    .and_then(|l| l.post_start.as_ref())
+                    .is_some();
+                if startup || readiness || spec.liveness_probe.is_some() || hooks {
+                    let target = self.check_target(node, &id);
+                    tokio::spawn(probe_loop(
+                        Arc::downgrade(self),
+                        node.clone(),
+                        id.clone(),
+                        spec.clone(),
+                        target,
+                    ));
+                }
             }
             Err(e) => {
                 let message = match e {
@@ -715,6 +799,99 @@ impl PodWorker {
                 );
             }
         }
+    }
+
+    fn check_target(&self, node: &Node, id: &str) -> CheckTarget {
+        CheckTarget {
+            runtime: node.config.runtime.clone(),
+            runtime_root: node.config.runtime_root(),
+            container_id: id.to_string(),
+            pod_ip: lock(&self.state).pod_ips.first().copied(),
+        }
+    }
+
+    /// Whether `id` is the current run of some container; its name if so.
+    fn current_name(&self, id: &str) -> Option<String> {
+        let st = lock(&self.state);
+        st.init
+            .iter()
+            .chain(st.containers.iter())
+            .find(|c| c.current.as_deref() == Some(id))
+            .map(|c| c.status.name.clone())
+    }
+
+    /// A probe verdict for the container run `id`.
+    async fn probed(&self, node: &Arc<Node>, id: &str, kind: ProbeKind, ok: bool) {
+        let Some(name) = self.current_name(id) else {
+            return; // an old run
+        };
+        let readiness = self
+            .container_spec_by_name(&name)
+            .is_some_and(|c| c.readiness_probe.is_some());
+        match (kind, ok) {
+            (ProbeKind::Startup, true) => {
+                self.set_flags(node, id, |c| {
+                    c.status.started = true;
+                    c.status.ready = !readiness;
+                });
+            }
+            (ProbeKind::Readiness, ok) => {
+                self.set_flags(node, id, |c| c.status.ready = ok && c.status.started);
+            }
+            (ProbeKind::Liveness, true) => {}
+            (ProbeKind::Startup | ProbeKind::Liveness, false) => {
+                self.event(
+                    node,
+                    Some(&name),
+                    false,
+                    "Killing",
+                    &format!(
+                        "Container {name} failed {} probe, will be restarted",
+                        kind.label().to_lowercase()
+                    ),
+                );
+                self.set_flags(node, id, |c| c.status.ready = false);
+                let grace = self.grace();
+                let node = node.clone();
+                let id = id.to_string();
+                tokio::spawn(async move { kill_gracefully(&node, &id, grace).await });
+            }
+        }
+    }
+
+    fn set_flags(&self, node: &Node, id: &str, f: impl FnOnce(&mut CState)) {
+        self.update(node, |st| {
+            if let Some(c) = st
+                .init
+                .iter_mut()
+                .chain(st.containers.iter_mut())
+                .find(|c| c.current.as_deref() == Some(id))
+            {
+                f(c);
+            }
+        });
+    }
+
+    fn container_spec_by_name(&self, name: &str) -> Option<Container> {
+        let pod = lock(&self.pod).clone()?;
+        let spec = pod.spec.as_ref()?;
+        spec.init_containers
+            .iter()
+            .flatten()
+            .chain(spec.containers.iter())
+            .find(|c| c.name == name)
+            .cloned()
+    }
+
+    /// The pod's termination grace period.
+    fn grace(&self) -> Duration {
+        let secs = lock(&self.pod)
+            .as_ref()
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.termination_grace_period_seconds)
+            .and_then(|g| u64::try_from(g).ok())
+            .unwrap_or(30);
+        Duration::from_secs(secs)
     }
 
     /// The container could not even be created: wait and retry.
@@ -959,7 +1136,7 @@ impl PodWorker {
                 Ok(Some(Cmd::Stop { done, .. })) => {
                     let _ = done.send(());
                 }
-                Ok(Some(Cmd::Update(_))) => {}
+                Ok(Some(Cmd::Update(_) | Cmd::Probe { .. })) => {}
                 Ok(None) => break,
                 Err(_) if killed => {
                     // Exits never came: the supervisor lost them. Clean up anyway.
@@ -1105,6 +1282,179 @@ impl PodWorker {
             }
         });
         Ok(stream)
+    }
+}
+
+/// TERM, then KILL after `grace` if it still runs.
+async fn kill_gracefully(node: &Node, id: &str, grace: Duration) {
+    let _ = node.runc(&["kill", id, "TERM"]).await;
+    let deadline = tokio::time::Instant::now() + grace;
+    while tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        let alive = node
+            .supervisor
+            .list()
+            .await
+            .map(|l| l.iter().any(|r| r.id == id && r.exit.is_none()))
+            .unwrap_or(false);
+        if !alive {
+            return;
+        }
+    }
+    let _ = node.runc(&["kill", id, "KILL"]).await;
+}
+
+/// Run a container's postStart hook and its probes for as long as this run
+/// of it lasts, sending verdict changes to the pod's worker.
+async fn probe_loop(
+    worker: std::sync::Weak<PodWorker>,
+    node: Arc<Node>,
+    id: String,
+    container: Container,
+    target: CheckTarget,
+) {
+    let alive = |w: &std::sync::Weak<PodWorker>| -> Option<Arc<PodWorker>> {
+        w.upgrade().filter(|w| w.current_name(&id).is_some())
+    };
+    let name = container.name.clone();
+    if let Some(handler) = container
+        .lifecycle
+        .as_ref()
+        .and_then(|l| l.post_start.as_ref())
+    {
+        let action = probes::hook_action(handler);
+        if let Err(e) = probes::check(&action, &container, &target, Duration::from_secs(30)).await {
+            let Some(w) = alive(&worker) else { return };
+            w.event(
+                &node,
+                Some(&name),
+                true,
+                "FailedPostStartHook",
+                &format!("PostStartHook failed: {e}"),
+            );
+            kill_gracefully(&node, &id, w.grace()).await;
+            return;
+        }
+    }
+    let unhealthy = |w: &PodWorker, kind: ProbeKind, e: &str| {
+        w.event(
+            &node,
+            Some(&name),
+            true,
+            "Unhealthy",
+            &format!("{} probe failed: {e}", kind.label()),
+        );
+    };
+    if let Some(p) = container.startup_probe.as_ref() {
+        let t = Timing::of(p);
+        let action = probes::probe_action(p);
+        tokio::time::sleep(t.initial_delay).await;
+        let mut failures = 0;
+        loop {
+            let r = probes::check(&action, &container, &target, t.timeout).await;
+            let Some(w) = alive(&worker) else { return };
+            match r {
+                Ok(()) => {
+                    w.send(Cmd::Probe {
+                        id: id.clone(),
+                        kind: ProbeKind::Startup,
+                        ok: true,
+                    });
+                    break;
+                }
+                Err(e) => {
+                    failures += 1;
+                    unhealthy(&w, ProbeKind::Startup, &e);
+                    if failures >= t.failure_threshold {
+                        w.send(Cmd::Probe {
+                            id: id.clone(),
+                            kind: ProbeKind::Startup,
+                            ok: false,
+                        });
+                        return;
+                    }
+                }
+            }
+            drop(w);
+            tokio::time::sleep(t.period).await;
+        }
+    }
+    struct Runner<'a> {
+        kind: ProbeKind,
+        timing: Timing,
+        action: probes::Action<'a>,
+        next: tokio::time::Instant,
+        successes: u32,
+        failures: u32,
+        verdict: Option<bool>,
+    }
+    let now = tokio::time::Instant::now();
+    let mut runners: Vec<Runner<'_>> = [
+        (ProbeKind::Readiness, container.readiness_probe.as_ref()),
+        (ProbeKind::Liveness, container.liveness_probe.as_ref()),
+    ]
+    .into_iter()
+    .filter_map(|(kind, p)| {
+        p.map(|p| {
+            let timing = Timing::of(p);
+            Runner {
+                kind,
+                timing,
+                action: probes::probe_action(p),
+                next: now + timing.initial_delay,
+                successes: 0,
+                failures: 0,
+                verdict: None,
+            }
+        })
+    })
+    .collect();
+    if runners.is_empty() {
+        return;
+    }
+    loop {
+        let Some(next) = runners.iter().map(|r| r.next).min() else {
+            return;
+        };
+        tokio::time::sleep_until(next).await;
+        for r in runners
+            .iter_mut()
+            .filter(|r| r.next <= tokio::time::Instant::now())
+        {
+            let result = probes::check(&r.action, &container, &target, r.timing.timeout).await;
+            let Some(w) = alive(&worker) else { return };
+            r.next = tokio::time::Instant::now() + r.timing.period;
+            match result {
+                Ok(()) => {
+                    r.failures = 0;
+                    r.successes += 1;
+                    if r.successes >= r.timing.success_threshold && r.verdict != Some(true) {
+                        r.verdict = Some(true);
+                        w.send(Cmd::Probe {
+                            id: id.clone(),
+                            kind: r.kind,
+                            ok: true,
+                        });
+                    }
+                }
+                Err(e) => {
+                    r.successes = 0;
+                    r.failures += 1;
+                    unhealthy(&w, r.kind, &e);
+                    if r.failures >= r.timing.failure_threshold && r.verdict != Some(false) {
+                        r.verdict = Some(false);
+                        w.send(Cmd::Probe {
+                            id: id.clone(),
+                            kind: r.kind,
+                            ok: false,
+                        });
+                        if r.kind == ProbeKind::Liveness {
+                            return; // the container is being restarted
+                        }
+                    }
+                }
+            }
+        }
     }
 }
 
