@@ -91,10 +91,51 @@ async fn route(state: Arc<ApiState>, info: RequestInfo, req: Request) -> ApiResu
             Some(v) => aggregated(&snap, true, v),
             None => ok_json(&discovery::api_versions(&state.server_address)),
         }),
-        RequestInfo::Groups => Ok(match discovery::wants_aggregated(&accept) {
-            Some(v) => aggregated(&snap, false, v),
-            None => ok_json(&discovery::group_list(&snap)),
-        }),
+        RequestInfo::Groups => {
+            let metrics = state.metrics_provider().is_some();
+            Ok(match discovery::wants_aggregated(&accept) {
+                Some(v) if metrics => {
+                    let mut doc = discovery::aggregated(&snap, false, v);
+                    if let Some(items) = doc["items"].as_array_mut() {
+                        items.push(crate::metrics_api::aggregated_entry());
+                    }
+                    let ct = if v == "v2" {
+                        discovery::AGGREGATED_V2
+                    } else {
+                        discovery::AGGREGATED_V2BETA1
+                    };
+                    json_response(StatusCode::OK, &doc, ct)
+                }
+                Some(v) => aggregated(&snap, false, v),
+                None => {
+                    let mut doc = discovery::group_list(&snap);
+                    if metrics {
+                        if let Some(groups) = doc["groups"].as_array_mut() {
+                            groups.push(crate::metrics_api::group_entry());
+                        }
+                    }
+                    ok_json(&doc)
+                }
+            })
+        }
+        RequestInfo::Group { group }
+            if crate::metrics_api::handles(&group) && state.metrics_provider().is_some() =>
+        {
+            let mut doc = crate::metrics_api::group_entry();
+            doc["kind"] = json!("APIGroup");
+            doc["apiVersion"] = json!("v1");
+            Ok(ok_json(&doc))
+        }
+        RequestInfo::GroupVersion { group, version }
+            if crate::metrics_api::handles(&group)
+                && version == crate::metrics_api::VERSION
+                && state.metrics_provider().is_some() =>
+        {
+            Ok(ok_json(&crate::metrics_api::resource_list()))
+        }
+        RequestInfo::Resource(r) if crate::metrics_api::handles(&r.group) => {
+            crate::metrics_api::serve(&state, r, req.uri().query()).await
+        }
         RequestInfo::Group { group } => discovery::group(&snap, &group)
             .map(|v| ok_json(&v))
             .ok_or_else(not_found_path),

@@ -23,6 +23,7 @@ mod kubeconfig;
 mod lifecycle;
 mod managed;
 pub mod metrics;
+pub mod metrics_api;
 pub mod object;
 mod openapi;
 mod patching;

@@ -20,6 +20,8 @@ pub struct ApiState {
     /// How `pods/log|exec|attach|portforward` reach nodes (none: every node
     /// is unreachable).
     node_connector: RwLock<Option<Arc<dyn NodeConnector>>>,
+    /// Where `metrics.k8s.io` reads usage (none: the group is not served).
+    metrics_provider: RwLock<Option<Arc<dyn crate::metrics_api::MetricsProvider>>>,
 }
 
 impl ApiState {
@@ -35,6 +37,7 @@ impl ApiState {
             shutdown,
             server_address,
             node_connector: RwLock::new(None),
+            metrics_provider: RwLock::new(None),
         }
     }
 
@@ -48,6 +51,18 @@ impl ApiState {
     /// The connector set by [`ApiState::set_node_connector`].
     pub fn node_connector(&self) -> Option<Arc<dyn NodeConnector>> {
         self.node_connector.read().ok().and_then(|c| c.clone())
+    }
+
+    /// Serve `metrics.k8s.io` (`kubectl top`) from `provider`.
+    pub fn set_metrics_provider(&self, provider: Arc<dyn crate::metrics_api::MetricsProvider>) {
+        if let Ok(mut p) = self.metrics_provider.write() {
+            *p = Some(provider);
+        }
+    }
+
+    /// The provider set by [`ApiState::set_metrics_provider`].
+    pub fn metrics_provider(&self) -> Option<Arc<dyn crate::metrics_api::MetricsProvider>> {
+        self.metrics_provider.read().ok().and_then(|p| p.clone())
     }
 
     /// The OpenAPI documents for the current registry generation.
