@@ -594,6 +594,11 @@ fn kill_tree(tree: &Path) -> Result<usize> {
     let kill_file = tree.join("cgroup.kill");
     let mut seen = 0;
     for dir in &dirs {
+        // A frozen task keeps a SIGKILL pending until thawed.
+        let freezer = dir.join("freezer.state");
+        if freezer.exists() && read(&freezer)?.trim() != "THAWED" {
+            write(&freezer, "THAWED")?;
+        }
         let procs = dir.join("cgroup.procs");
         let text = match std::fs::read_to_string(&procs) {
             Ok(t) => t,

@@ -161,9 +161,8 @@ impl Fixture {
         // what this test is about.
         std::fs::set_permissions(&volume, std::os::unix::fs::PermissionsExt::from_mode(0o777))
             .unwrap();
-        let mut node = NodeSettings::new(8 << 30);
-        node.min_oom_score_adj = bundle::oom_score_adj_floor().unwrap();
-        node.all_capabilities = bundle::current_capabilities().unwrap();
+        let mut node = NodeSettings::for_this_process(8 << 30).unwrap();
+        node.swap_accounting = self.cgroups.swap_accounting();
         let plan = bundle::resolve(pod, container, image, env, prepared, &node).unwrap();
         let spec = bundle::spec(&plan).unwrap();
         let dir = self.dir.path().join(format!("bundle-{id}"));

@@ -62,6 +62,22 @@ pub struct NodeSettings {
     pub all_capabilities: Vec<Capability>,
 }
 
+impl NodeSettings {
+    /// [`NodeSettings::new`] fitted to this process: the OOM score floor
+    /// and the grantable capabilities read from `/proc/self` (an agent
+    /// without `CAP_SYS_RESOURCE`, as in a container, cannot do better).
+    /// Set `swap_accounting` from `cgroups::Cgroups::swap_accounting`.
+    ///
+    /// # Errors
+    /// Reading `/proc/self/status` or `/proc/self/oom_score_adj`.
+    pub fn for_this_process(memory_capacity_bytes: u64) -> std::io::Result<Self> {
+        let mut s = Self::new(memory_capacity_bytes);
+        s.min_oom_score_adj = oom_score_adj_floor()?;
+        s.all_capabilities = super::security::current_capabilities()?;
+        Ok(s)
+    }
+}
+
 /// The lowest OOM score adjustment this process can hand its children:
 /// -1000 with `CAP_SYS_RESOURCE`, else its own current value.
 ///
