@@ -435,6 +435,12 @@ impl ImageStore {
         })
     }
 
+    /// Diff IDs (hex) of the layers that mounted overlays on this host
+    /// stack, from `/proc/self/mountinfo`: what running containers use.
+    pub fn mounted_layers(&self) -> HashSet<String> {
+        mounted_layers(&self.root.join("layers"))
+    }
+
     /// Untag: drop the reference. Given an image ID (or a digest
     /// reference), drop every tag of that image and the image record.
     /// Content goes at the next [`gc`](Self::gc). Returns what was removed.
