@@ -485,3 +485,90 @@ spec:
         "{events}"
     );
 }
+
+#[test]
+fn exec_cp_and_port_forward_reach_the_container() {
+    let s = node_server();
+    s.ok(&[
+        "run", "box", "--image=busybox:test", "--",
+        "sh", "-c", "mkdir -p /www; echo page-from-$(hostname) > /www/index.html; httpd -f -p 127.0.0.1:8080 -h /www",
+    ]);
+    wait_phase(&s, "box", "Running");
+    // exec without a terminal: stdout, stderr, exit code, stdin.
+    let out = s.kubectl(&[
+        "exec",
+        "box",
+        "--",
+        "sh",
+        "-c",
+        "echo out; echo err >&2; exit 3",
+    ]);
+    assert_eq!(out.status.code(), Some(3));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "out\n");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("err\n"));
+    assert_eq!(
+        s.ok_stdin(&["exec", "-i", "box", "--", "wc", "-c"], "12345")
+            .trim(),
+        "5"
+    );
+    // The same namespaces as the pod: hostname, address.
+    assert_eq!(s.ok(&["exec", "box", "--", "hostname"]).trim(), "box");
+    // A missing command is an error, not a hang.
+    let out = s.kubectl(&["exec", "box", "--", "/no/such"]);
+    assert!(!out.status.success());
+    // With a terminal (kubectl needs one on its side too: `script` gives it).
+    let tty = std::process::Command::new("script")
+        .args(["-qc"])
+        .arg(format!(
+            "stty cols 91 rows 27; {} exec -it box -- sh -c 'tty; stty size; echo $TERM'",
+            "kubectl"
+        ))
+        .arg("/dev/null")
+        .env("KUBECONFIG", &s.kubeconfig)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("script");
+    let text = String::from_utf8_lossy(&tty.stdout);
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("27 91"), "{text}");
+    assert!(text.contains("xterm"), "{text}");
+
+    // cp both ways (tar through exec).
+    let local = s.dir.path().join("copied.html");
+    s.ok(&[
+        "cp",
+        "box:/www/index.html",
+        local.to_str().unwrap_or_default(),
+    ]);
+    assert_eq!(
+        std::fs::read_to_string(&local).unwrap_or_default(),
+        "page-from-box\n"
+    );
+    let upload = s.dir.path().join("up.txt");
+    std::fs::write(&upload, "uploaded\n").expect("write");
+    s.ok(&["cp", upload.to_str().unwrap_or_default(), "box:/tmp/up.txt"]);
+    assert_eq!(
+        s.ok(&["exec", "box", "--", "cat", "/tmp/up.txt"]),
+        "uploaded\n"
+    );
+
+    // port-forward to a server listening on the pod's own 127.0.0.1.
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().map(|a| a.port()).unwrap_or(0)
+    };
+    let _pf = s.spawn_kubectl(&["port-forward", "pod/box", &format!("{port}:8080")]);
+    let body = until(
+        Duration::from_secs(20),
+        || {
+            let out = std::process::Command::new("curl")
+                .args(["-s", "-m", "2", &format!("http://127.0.0.1:{port}/")])
+                .output()
+                .ok()?;
+            let b = String::from_utf8_lossy(&out.stdout).into_owned();
+            (!b.is_empty()).then_some(b)
+        },
+        || s.log(),
+    );
+    assert_eq!(body, "page-from-box\n");
+}

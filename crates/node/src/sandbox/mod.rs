@@ -13,10 +13,12 @@
 //! state file and the supervisor.
 
 pub mod crilog;
+mod exec;
 pub mod images;
 pub mod namespaces;
 mod pod;
 pub mod probes;
+pub mod stats;
 pub mod supervisor;
 
 use std::collections::HashMap;
@@ -201,6 +203,8 @@ impl Node {
 /// The runtime of a real node.
 pub struct SandboxRuntime {
     node: Arc<Node>,
+    /// The last CPU sample of each container, for [`NodeRuntime::stats`].
+    samples: stats::CpuSamples,
 }
 
 impl std::fmt::Debug for SandboxRuntime {
@@ -265,7 +269,10 @@ impl SandboxRuntime {
             pods: Mutex::new(HashMap::new()),
         });
         tokio::spawn(route_exits(Arc::downgrade(&node)));
-        Ok(SandboxRuntime { node })
+        Ok(SandboxRuntime {
+            node,
+            samples: stats::CpuSamples::default(),
+        })
     }
 
     /// Pods this node has state for (running or not yet cleaned up).
@@ -286,6 +293,29 @@ impl SandboxRuntime {
     fn worker(&self, uid: &str) -> Option<Arc<PodWorker>> {
         lock(&self.node.pods).get(uid).cloned()
     }
+}
+
+/// Connect to `127.0.0.1:port` inside the network namespace at `netns`
+/// (as the kubelet's port-forward does): a fresh thread enters the
+/// namespace, connects, and ends; the socket stays in that namespace.
+async fn connect_in_netns(netns: PathBuf, port: u16) -> std::io::Result<tokio::net::TcpStream> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let result = (|| -> std::io::Result<std::net::TcpStream> {
+            let ns = std::fs::File::open(&netns)?;
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET)
+                .map_err(std::io::Error::from)?;
+            let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+            let s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+            s.set_nonblocking(true)?;
+            Ok(s)
+        })();
+        let _ = tx.send(result);
+    });
+    let stream = rx
+        .await
+        .map_err(|_| std::io::Error::other("the connecting thread died"))??;
+    tokio::net::TcpStream::from_std(stream)
 }
 
 /// Start the supervisor unless one answers; wait until it does.
@@ -491,15 +521,20 @@ impl NodeRuntime for SandboxRuntime {
     async fn exec(
         &self,
         uid: &str,
-        _container: &str,
-        _request: ExecRequest,
+        container: &str,
+        request: ExecRequest,
     ) -> Result<i32, RuntimeError> {
-        let _ = self
+        let worker = self
             .worker(uid)
             .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
-        Err(RuntimeError::Unsupported(
-            "exec is not implemented by the sandbox runtime yet".into(),
-        ))
+        let id = worker.running_id(container)?;
+        exec::exec(
+            &self.node.config.runtime,
+            &self.node.config.runtime_root(),
+            &id,
+            request,
+        )
+        .await
     }
 
     async fn port_forward(
@@ -511,25 +546,43 @@ impl NodeRuntime for SandboxRuntime {
         let worker = self
             .worker(uid)
             .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
-        let ip = worker
-            .status()
-            .pod_ips
-            .first()
-            .copied()
-            .ok_or_else(|| RuntimeError::Failed(format!("pod {uid} has no address yet")))?;
-        let mut target = tokio::net::TcpStream::connect((ip, port))
-            .await
-            .map_err(|e| {
-                RuntimeError::Failed(format!(
-                    "failed to connect to localhost:{port} inside namespace of pod {uid}: {e}"
-                ))
-            })?;
+        let netns = namespaces::PodNamespaces::at(&self.node.pod_dir(uid)).net;
+        let mut target = connect_in_netns(netns, port).await.map_err(|e| {
+            RuntimeError::Failed(format!(
+                "failed to connect to localhost:{port} inside namespace of pod {}: {e}",
+                worker.pod_name()
+            ))
+        })?;
         let mut stream = stream;
         let _ = tokio::io::copy_bidirectional(&mut stream, &mut target).await;
         Ok(())
     }
 
-    async fn stats(&self, _uid: &str) -> Option<PodStats> {
-        None
+    async fn stats(&self, uid: &str) -> Option<PodStats> {
+        let worker = self.worker(uid)?;
+        let cgroups = self.node.cgroups.as_ref()?;
+        let running: Vec<(String, String)> = worker
+            .status()
+            .containers
+            .into_iter()
+            .filter(|c| matches!(c.state, crate::runtime::ContainerState::Running { .. }))
+            .filter_map(|c| {
+                let id = c.container_id?.split_once("://")?.1.to_string();
+                Some((c.name, id))
+            })
+            .collect();
+        let ids: Vec<String> = running.iter().map(|(_, id)| id.clone()).collect();
+        self.samples.retain_pod(uid, &ids);
+        // Containers of pods no longer here.
+        self.samples
+            .retain(|id| pod::uid_of(id).is_some_and(|u| self.worker(u).is_some()));
+        let containers = stats::sample_containers(&self.samples, &running, |id| {
+            cgroups.container_stats(uid, id).ok()
+        })
+        .await;
+        Some(PodStats {
+            timestamp: k8s_openapi::jiff::Timestamp::now(),
+            containers,
+        })
     }
 }

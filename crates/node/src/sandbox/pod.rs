@@ -636,10 +636,7 @@ impl PodWorker {
         let id = format!("{}-{}-{}", self.uid, name, run);
         let dir = self.container_dir(&id);
         let image = spec.image.clone().unwrap_or_default();
-        let pull_policy = spec
-            .image_pull_policy
-            .clone()
-            .unwrap_or_default();
+        let pull_policy = spec.image_pull_policy.clone().unwrap_or_default();
         if let Err(e) = std::fs::create_dir_all(&dir) {
             self.start_failed(node, kind, i, "CreateContainerError", &e.to_string());
             return;
@@ -660,7 +657,13 @@ impl PodWorker {
             Ok(p) => p,
             Err(e) => {
                 // The image source recorded the details (Failed, ErrImageNeverPull, ...).
-                self.event(node, Some(&name), true, "Failed", &format!("Error: {}", e.reason));
+                self.event(
+                    node,
+                    Some(&name),
+                    true,
+                    "Failed",
+                    &format!("Error: {}", e.reason),
+                );
                 let until = self
                     .with_container(node, kind, i, |c| {
                         c.backoff = next_backoff(c.backoff);
@@ -698,7 +701,13 @@ impl PodWorker {
                         if backing_off == Some(true) {
                             let msg = format!("Back-off pulling image {image:?}");
                             worker.event(&node, Some(&name), false, "BackOff", &msg);
-                            worker.event(&node, Some(&name), true, "Failed", "Error: ImagePullBackOff");
+                            worker.event(
+                                &node,
+                                Some(&name),
+                                true,
+                                "Failed",
+                                "Error: ImagePullBackOff",
+                            );
                         }
                     });
                 }
@@ -1178,6 +1187,33 @@ impl PodWorker {
         }
         let _ = std::fs::remove_dir_all(&self.dir);
         node.notify(&self.uid);
+    }
+
+    /// `namespace/name` of the pod.
+    pub(crate) fn pod_name(&self) -> String {
+        let st = lock(&self.state);
+        format!("{}/{}", st.namespace, st.name)
+    }
+
+    /// The runtime id of the running container `name`.
+    pub(crate) fn running_id(&self, name: &str) -> Result<String, RuntimeError> {
+        let st = lock(&self.state);
+        let c = st
+            .init
+            .iter()
+            .chain(st.containers.iter())
+            .find(|c| c.status.name == name)
+            .ok_or_else(|| RuntimeError::ContainerNotFound {
+                pod: format!("{}/{}", st.namespace, st.name),
+                container: name.into(),
+            })?;
+        match (&c.current, &c.status.state) {
+            (Some(id), ContainerState::Running { .. }) => Ok(id.clone()),
+            _ => Err(RuntimeError::Failed(format!(
+                "container {name} is not running in pod {}/{}",
+                st.namespace, st.name
+            ))),
+        }
     }
 
     /// A container's output, as `kubectl logs` asks.
