@@ -322,12 +322,9 @@ impl Cgroups {
                 .v1_mount("memory")
                 .map(|m| m.join("memory.memsw.limit_in_bytes").exists())
                 .unwrap_or(false),
-            // The root has no memory.swap.max; probe the parent once it
-            // exists, else assume the kernel's default (accounted).
-            Layout::V2 { root } => {
-                let parent = root.join(&self.parent);
-                !parent.exists() || parent.join("memory.swap.max").exists()
-            }
+            // runc on v2 turns "swap = limit" into memory.swap.max = 0 and
+            // skips it quietly where the kernel has no swap accounting.
+            Layout::V2 { .. } => true,
         }
     }
 

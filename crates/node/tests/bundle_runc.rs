@@ -346,7 +346,7 @@ async fn a_restricted_container_runs_with_the_pod_namespaces_and_user() {
         if touch /data/ok 2>/dev/null; then echo DATA=rw; else echo DATA=ro; fi; \
         echo HOST=$(hostname); echo NET=$(readlink /proc/self/ns/net); \
         echo IPC=$(readlink /proc/self/ns/ipc); echo UTS=$(readlink /proc/self/ns/uts); \
-        echo CWD=$(pwd); echo RESOLV=$(cat /etc/resolv.conf)";
+        echo CWD=$(pwd); echo PORTS=$(cat /proc/sys/net/ipv4/ip_local_port_range); echo RESOLV=$(cat /etc/resolv.conf)";
     let container: Container = serde_json::from_value(json!({
         "name": "app",
         "image": "busybox",
@@ -371,7 +371,11 @@ async fn a_restricted_container_runs_with_the_pod_namespaces_and_user() {
         &f.pod_uid,
         json!({
             "containers": [container.clone()],
-            "securityContext": {"supplementalGroups": [4242], "fsGroup": 2000},
+            "securityContext": {
+                "supplementalGroups": [4242],
+                "fsGroup": 2000,
+                "sysctls": [{"name": "net/ipv4/ip_local_port_range", "value": "20000 30000"}],
+            },
         }),
     );
     let img = image(json!({
@@ -427,6 +431,8 @@ async fn a_restricted_container_runs_with_the_pod_namespaces_and_user() {
     assert!(out.contains("DATA=rw\n"), "{out}");
     assert!(f.dir.path().join("volume/ok").exists());
     assert!(out.contains("CWD=/work\n"), "{out}");
+    // The pod's sysctl, set in the pod's network namespace.
+    assert!(out.contains("PORTS=20000 30000\n"), "{out}");
     assert!(out.contains("RESOLV=nameserver 127.0.0.53\n"), "{out}");
     assert!(out.contains("HOST=web-0\n"), "{out}");
     for (key, file) in [("NET", 0), ("IPC", 1), ("UTS", 2)] {

@@ -40,8 +40,9 @@ pub use resources::{
 };
 pub use seccomp::runtime_default as runtime_default_seccomp;
 pub use security::{
-    capabilities, capabilities_from_mask, current_capabilities, parse_capability,
-    DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS,
+    capabilities, capabilities_from_mask, current_capabilities, forbidden_sysctls,
+    parse_capability, sysctl_name, DEFAULT_CAPABILITIES, MASKED_PATHS, READONLY_PATHS,
+    SAFE_SYSCTLS,
 };
 pub use user::ImageUsers;
 

@@ -447,7 +447,7 @@ pub fn resolve(
         .and_then(|p| p.sysctls.as_ref())
         .into_iter()
         .flatten()
-        .map(|s| (s.name.clone(), s.value.clone()))
+        .map(|s| (super::security::sysctl_name(&s.name), s.value.clone()))
         .collect();
 
     Ok(ContainerPlan {

@@ -98,6 +98,54 @@ pub const READONLY_PATHS: [&str; 5] = [
     "/proc/sysrq-trigger",
 ];
 
+/// The sysctls the kubelet allows by default (its "safe" set, namespaced
+/// and harmless to neighbours). Pods asking for others are refused by the
+/// kubelet (`SysctlForbidden`) unless the node allows them explicitly.
+pub const SAFE_SYSCTLS: [&str; 11] = [
+    "kernel.shm_rmid_forced",
+    "net.ipv4.ip_local_port_range",
+    "net.ipv4.tcp_syncookies",
+    "net.ipv4.ping_group_range",
+    "net.ipv4.ip_unprivileged_port_start",
+    "net.ipv4.ip_local_reserved_ports",
+    "net.ipv4.tcp_keepalive_time",
+    "net.ipv4.tcp_fin_timeout",
+    "net.ipv4.tcp_keepalive_intvl",
+    "net.ipv4.tcp_keepalive_probes",
+    "net.ipv4.tcp_rmem",
+];
+
+/// The sysctls of `spec` outside [`SAFE_SYSCTLS`] (also spelled with `/`
+/// separators), in order: the runtime rejects the pod with
+/// `SysctlForbidden` when this is not empty.
+pub fn forbidden_sysctls(spec: &k8s_openapi::api::core::v1::PodSpec) -> Vec<String> {
+    spec.security_context
+        .as_ref()
+        .and_then(|sc| sc.sysctls.as_ref())
+        .into_iter()
+        .flatten()
+        .map(|s| sysctl_name(&s.name))
+        .filter(|n| !SAFE_SYSCTLS.contains(&n.as_str()))
+        .collect()
+}
+
+/// A sysctl name in dotted form. Kubernetes also accepts `/` as the
+/// separator; then dots are part of a component (`net/ipv4/conf/eth0.1/…`)
+/// and the two characters swap, as the kubelet does.
+pub fn sysctl_name(name: &str) -> String {
+    match name.find(['.', '/']) {
+        Some(i) if name.as_bytes().get(i) == Some(&b'/') => name
+            .chars()
+            .map(|c| match c {
+                '/' => '.',
+                '.' => '/',
+                c => c,
+            })
+            .collect(),
+        _ => name.to_string(),
+    }
+}
+
 /// Parse a Kubernetes capability name (`NET_ADMIN`, `CAP_NET_ADMIN`,
 /// `net_admin`).
 pub fn parse_capability(name: &str) -> Result<Capability, BundleError> {
@@ -216,6 +264,32 @@ mod tests {
             assert!(Capability::from_str(n).is_ok(), "{n}");
         }
         assert_eq!(parse_all(&ALL_CAPABILITIES).len(), 41);
+    }
+
+    #[test]
+    fn only_safe_sysctls_pass() {
+        let spec: k8s_openapi::api::core::v1::PodSpec = serde_json::from_value(serde_json::json!({
+            "containers": [],
+            "securityContext": {"sysctls": [
+                {"name": "net.ipv4.ip_local_port_range", "value": "1024 65000"},
+                {"name": "net/ipv4/tcp_syncookies", "value": "1"},
+                {"name": "kernel.msgmax", "value": "1"},
+                {"name": "net.core.somaxconn", "value": "1024"},
+            ]},
+        }))
+        .unwrap();
+        assert_eq!(
+            forbidden_sysctls(&spec),
+            ["kernel.msgmax", "net.core.somaxconn"]
+        );
+        assert_eq!(
+            sysctl_name("net/ipv4/conf/eno2.100/rp_filter"),
+            "net.ipv4.conf.eno2/100.rp_filter"
+        );
+        assert_eq!(
+            sysctl_name("net.ipv4.tcp_syncookies"),
+            "net.ipv4.tcp_syncookies"
+        );
     }
 
     #[test]
