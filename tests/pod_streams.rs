@@ -90,6 +90,16 @@ fn kubectl_logs_reads_the_node_runtime() {
             "annotations": {"fake.skiff.dev/run-seconds": "0.5"},
         }),
     );
+    pod(
+        &s,
+        ns,
+        "done",
+        &["main"],
+        json!({
+            "spec": {"nodeName": "fake-node-0", "restartPolicy": "Never"},
+            "annotations": {"fake.skiff.dev/run-seconds": "0.5"},
+        }),
+    );
     wait_running(&s, ns, "one");
     wait_running(&s, ns, "two");
 
@@ -105,20 +115,30 @@ fn kubectl_logs_reads_the_node_runtime() {
     );
     assert_eq!(rest, "fake container started");
 
-    // --tail: only the last line (the restarting pod has several).
-    let all = wait_for(WAIT, "restarts has logged a restart", || {
+    // --tail: only the last line of a finished pod's (stable) log.
+    let done = wait_for(WAIT, "pod done Succeeded", || {
+        let p = s.get_json(&["pod", "done", "-n", ns]);
+        if p["status"]["phase"] == "Succeeded" {
+            Ok(s.ok(&["logs", "done", "-n", ns]))
+        } else {
+            Err(p["status"].to_string())
+        }
+    });
+    assert_eq!(
+        done,
+        "fake container started\nfake container exited with code 0\n"
+    );
+    let tail = s.ok(&["logs", "done", "-n", ns, "--tail=1"]);
+    assert_eq!(tail, "fake container exited with code 0\n");
+
+    wait_for(WAIT, "restarts has logged a restart", || {
         let out = s.ok(&["logs", "restarts", "-n", ns]);
         if out.contains("restart") {
-            Ok(out)
+            Ok(())
         } else {
             Err(out)
         }
     });
-    assert!(all.lines().count() >= 1, "{all}");
-    let tail = s.ok(&["logs", "restarts", "-n", ns, "--tail=1"]);
-    assert_eq!(tail.lines().count(), 1, "{tail}");
-    assert_eq!(tail.lines().next(), all.lines().last(), "{all}");
-
     // -p: the run before the restart ended with the exit line.
     let prev = s.ok(&["logs", "restarts", "-n", ns, "-p"]);
     assert!(prev.contains("fake container exited with code 0"), "{prev}");
