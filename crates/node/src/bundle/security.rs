@@ -101,7 +101,7 @@ pub const READONLY_PATHS: [&str; 5] = [
 /// The sysctls the kubelet allows by default (its "safe" set, namespaced
 /// and harmless to neighbours). Pods asking for others are refused by the
 /// kubelet (`SysctlForbidden`) unless the node allows them explicitly.
-pub const SAFE_SYSCTLS: [&str; 11] = [
+pub const SAFE_SYSCTLS: [&str; 12] = [
     "kernel.shm_rmid_forced",
     "net.ipv4.ip_local_port_range",
     "net.ipv4.tcp_syncookies",
@@ -113,6 +113,7 @@ pub const SAFE_SYSCTLS: [&str; 11] = [
     "net.ipv4.tcp_keepalive_intvl",
     "net.ipv4.tcp_keepalive_probes",
     "net.ipv4.tcp_rmem",
+    "net.ipv4.tcp_wmem",
 ];
 
 /// The sysctls of `spec` outside [`SAFE_SYSCTLS`] (also spelled with `/`
