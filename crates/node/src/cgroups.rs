@@ -31,7 +31,7 @@ pub enum CgroupError {
     NoController { controller: &'static str },
     #[error("{what} {name:?} cannot be used in a cgroup path")]
     InvalidName { what: &'static str, name: String },
-    #[error("{path}")]
+    #[error("cgroup filesystem access to {path}")]
     Io {
         path: PathBuf,
         #[source]
