@@ -13,6 +13,7 @@
 //! state file and the supervisor.
 
 pub mod crilog;
+mod env;
 mod exec;
 pub mod images;
 pub mod namespaces;
@@ -20,6 +21,7 @@ mod pod;
 pub mod probes;
 pub mod stats;
 pub mod supervisor;
+mod volumes;
 
 use std::collections::HashMap;
 use std::ffi::OsString;

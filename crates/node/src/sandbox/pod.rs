@@ -172,6 +172,7 @@ impl PodWorker {
         id: &str,
         dir: &Path,
         prepared: &super::PreparedImage,
+        config: &super::env::ContainerConfig,
     ) -> Result<(), (&'static str, String)> {
         let pod = lock(&self.pod)
             .clone()
@@ -186,12 +187,7 @@ impl PodWorker {
         let files = self
             .container_files(node, container, id)
             .map_err(|e| ("CreateContainerError", e.to_string()))?;
-        let env: Vec<(String, String)> = container
-            .env
-            .iter()
-            .flatten()
-            .map(|e| (e.name.clone(), e.value.clone().unwrap_or_default()))
-            .collect();
+        let env = config.env.clone();
         let image = prepared.config.clone().unwrap_or_default();
         let input = crate::bundle::Prepared {
             id: id.to_string(),
@@ -203,7 +199,7 @@ impl PodWorker {
                 pid: crate::bundle::NamespaceMode::New,
             },
             cgroups_path,
-            mounts: Vec::new(),
+            mounts: config.mounts.clone(),
             files,
         };
         let plan = crate::bundle::resolve(&pod, container, &image, &env, input, &node.settings)
@@ -403,6 +399,18 @@ impl PodWorker {
         };
         // Re-adopt what a previous agent left running.
         self.adopt(&node).await;
+        // Mounted ConfigMaps, Secrets and downward API files follow the API.
+        let me = Arc::downgrade(&self);
+        tokio::spawn(super::volumes::resync(node.clone(), self.dir.clone(), move || {
+            let w = me.upgrade()?;
+            let (live, ips) = {
+                let st = lock(&w.state);
+                let live = st.sandbox && st.init.iter().chain(&st.containers).any(|c| !c.done);
+                (live, st.pod_ips.clone())
+            };
+            let pod = lock(&w.pod).clone();
+            Some(pod.filter(|_| live).map(|p| (p, ips)))
+        }));
         let mut sandbox_delay = Duration::from_millis(500);
         loop {
             let orphan = lock(&self.pod).is_none();
@@ -645,6 +653,35 @@ impl PodWorker {
         let events = |warning: bool, reason: &str, message: &str| {
             self.event(node, Some(&name), warning, reason, message);
         };
+        let ips = lock(&self.state).pod_ips.clone();
+        let config = match pod.as_deref() {
+            Some(p) => super::env::prepare(node, p, &spec, &self.dir, &ips).await,
+            None => Err(super::env::Failure::Config("the pod is gone".into())),
+        };
+        let config = match config {
+            Ok(c) => c,
+            Err(super::env::Failure::Mount(message)) => {
+                // As the kubelet's volume manager: wait in ContainerCreating, retry.
+                let _ = std::fs::remove_dir_all(&dir);
+                self.event(node, None, true, "FailedMount", &message);
+                self.with_container(node, kind, i, |c| {
+                    c.not_before = Some(after(2));
+                    c.status.state = ContainerState::Waiting {
+                        reason: "ContainerCreating".into(),
+                        message: None,
+                    };
+                });
+                return;
+            }
+            Err(super::env::Failure::Config(message)) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                self.start_failed(node, kind, i, "CreateContainerConfigError", &message);
+                return;
+            }
+        };
+        for w in &config.warnings {
+            self.event(node, None, true, "InvalidEnvironmentVariableNames", w);
+        }
         let request = super::ImageRequest {
             image: &image,
             pull_policy: &pull_policy,
@@ -715,7 +752,7 @@ impl PodWorker {
             }
         };
         let log_path = self.log_path(&name, run);
-        if let Err((reason, message)) = self.write_bundle(node, &spec, &id, &dir, &prepared) {
+        if let Err((reason, message)) = self.write_bundle(node, &spec, &id, &dir, &prepared, &config) {
             node.images.release(&dir).await;
             let _ = std::fs::remove_dir_all(&dir);
             self.start_failed(node, kind, i, reason, &message);
@@ -1185,6 +1222,7 @@ impl PodWorker {
                 tracing::warn!(pod = %self.uid, error = %e, "removing the pod cgroup failed");
             }
         }
+        super::volumes::teardown(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
         node.notify(&self.uid);
     }
