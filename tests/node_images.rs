@@ -20,6 +20,8 @@ const HTPASSWD: &str = "skiff:$2a$05$skiffimagetestsaltsaleAXxBXJzDEPIv9Xz5jUtI2
 struct Registry {
     child: Child,
     addr: String,
+    /// Its access log (one line a request).
+    access_log: std::path::PathBuf,
 }
 
 impl Drop for Registry {
@@ -30,6 +32,17 @@ impl Drop for Registry {
 }
 
 impl Registry {
+    /// The blobs of repository `repo` fetched with GET, one entry a request.
+    fn blob_gets(&self, repo: &str) -> Vec<String> {
+        let needle = format!("\"GET /v2/{repo}/blobs/");
+        std::fs::read_to_string(&self.access_log)
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once(&needle).map(|(_, rest)| rest))
+            .map(|rest| rest.split(' ').next().unwrap_or_default().to_string())
+            .collect()
+    }
+
     fn start(dir: &Path, with_auth: bool) -> Registry {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
@@ -51,14 +64,19 @@ impl Registry {
         }
         let cfg_path = dir.join("registry.yml");
         std::fs::write(&cfg_path, cfg).unwrap();
+        let access_log = dir.join("registry-access.log");
         let child = Command::new("docker-registry")
             .arg("serve")
             .arg(&cfg_path)
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(&access_log).unwrap())
             .stderr(Stdio::null())
             .spawn()
             .expect("docker-registry (Debian package docker-registry) must be installed");
-        let reg = Registry { child, addr };
+        let reg = Registry {
+            child,
+            addr,
+            access_log,
+        };
         wait_for(Duration::from_secs(20), "docker-registry to listen", || {
             let mut s = std::net::TcpStream::connect(&reg.addr).map_err(|e| e.to_string())?;
             let _ = s.write_all(b"GET /v2/ HTTP/1.0\r\n\r\n");
@@ -324,6 +342,54 @@ fn pods_pull_their_images_from_a_registry_and_report_pull_errors() {
         &pod_yaml("never-present", &image, "Never", None),
     );
     wait_running(&s, "never-present");
+
+    // Not a reference at all.
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("invalid", "Bad_Name::x", "IfNotPresent", None),
+    );
+    wait_waiting(&s, "invalid", "InvalidImageName");
+    wait_event(
+        &s,
+        "invalid",
+        "Warning",
+        "InspectFailed",
+        "invalid reference format",
+    );
+
+    // Two pods wanting a new image at once: it is fetched once (every
+    // blob GET once in the registry's log), one pod pulls, the other finds
+    // it present.
+    reg.push_busybox(tmp.path(), "test/shared:1", None);
+    let shared = format!("{}/test/shared:1", reg.addr);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            "{}---\n{}",
+            pod_yaml("shared-a", &shared, "IfNotPresent", None),
+            pod_yaml("shared-b", &shared, "IfNotPresent", None)
+        ),
+    );
+    wait_running(&s, "shared-a");
+    wait_running(&s, "shared-b");
+    let gets = reg.blob_gets("test/shared");
+    assert!(!gets.is_empty(), "no blob fetched");
+    let mut unique = gets.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(unique.len(), gets.len(), "a blob fetched twice: {gets:?}");
+    for p in ["shared-a", "shared-b"] {
+        wait_event(&s, p, "Normal", "Pulled", &format!("{shared:?}"));
+    }
+    let pulled: Vec<&str> = ["shared-a", "shared-b"]
+        .into_iter()
+        .filter(|p| {
+            events_of(&s, p)
+                .iter()
+                .any(|(_, r, m)| r == "Pulled" && m.starts_with("Successfully pulled"))
+        })
+        .collect();
+    assert_eq!(pulled.len(), 1, "{pulled:?}");
 }
 
 #[test]
