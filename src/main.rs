@@ -160,6 +160,8 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     // port-forward through this registry (node name -> kubelet router).
     let nodes = skiff_node::kubelet::InProcessNodes::new();
     running.state.set_node_connector(nodes.clone());
+    // Every node of this process, for metrics.k8s.io (`kubectl top`).
+    let mut runtimes: Vec<(String, Arc<dyn skiff_node::NodeRuntime>)> = Vec::new();
     let metrics: Arc<dyn skiff_client::metrics::PodMetricsSource> = if args.fake_nodes > 0 {
         let fake =
             skiff_node::start_fake_nodes(client.clone(), args.fake_nodes, shutdown.clone()).await?;
@@ -168,6 +170,7 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 name,
                 skiff_node::kubelet::router(runtime.clone(), shutdown.clone()),
             );
+            runtimes.push((name.to_string(), runtime.clone()));
         }
         fake
     } else {
@@ -195,7 +198,23 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
                 skiff_node::kubelet::router(rt.clone(), shutdown.clone()),
             );
             eprintln!("node {} runs pods on this machine", args.node.node_name);
+            runtimes.push((args.node.node_name.clone(), rt.clone()));
             Some(rt)
+        }
+    };
+    let metrics = if runtimes.is_empty() {
+        metrics
+    } else {
+        let source = Arc::new(skiff_node::sandbox::stats::NodeMetrics::new(
+            client.clone(),
+            runtimes,
+        ));
+        running.state.set_metrics_provider(source.clone());
+        // The fake nodes alone keep their direct source for the autoscaler.
+        if node.is_some() {
+            source
+        } else {
+            metrics
         }
     };
     let controllers = if args.no_controllers {
