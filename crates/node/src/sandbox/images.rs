@@ -8,15 +8,19 @@
 //! (`127.0.0.0/8`, `::1`, `localhost`) are spoken to over plain HTTP by
 //! default, as dockerd does; more plain-HTTP registries are a setting.
 //!
-//! Image GC ([`GcPolicy`]): every `period` (5 minutes), images that are
+//! Image GC ([`GcPolicy`]): every `period` (5 minutes), and after a pull
+//! that leaves the image filesystem above the high-water mark, images that are
 //! neither tagged nor used by a container of this node are removed with
 //! their blobs and unpacked layers. When the image filesystem is more than
 //! `high_percent` full, unused images, tagged or not, go too, least recently
 //! used first, until it is estimated at `low_percent` (the kubelet's image
 //! GC, with its 85%/80% defaults); images used in the last `min_age` stay.
 //! In use are the images of the root filesystems this source mounted and
-//! not yet released, and any image whose layers are all stacked by a
-//! mounted overlay (containers re-adopted after an agent restart).
+//! not yet released, any image whose layers are all stacked by a mounted
+//! overlay (containers re-adopted after an agent restart), and images
+//! pulled or handed out within `min_age` (not mounted yet). Images pulled
+//! by digest only are untagged in the store, so the periodic pass removes
+//! them once no container uses them (they are pulled again when needed).
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -95,6 +99,8 @@ struct Inner {
     /// Image ID -> when a container last got it (or it was pulled).
     last_used: Mutex<HashMap<String, Instant>>,
     started: Instant,
+    /// Held while a collection runs (one at a time).
+    collecting: Mutex<()>,
 }
 
 /// The image store as the runtime's [`ImageSource`].
@@ -135,6 +141,7 @@ impl StoreImages {
                 mounted: Mutex::new(HashMap::new()),
                 last_used: Mutex::new(HashMap::new()),
                 started: Instant::now(),
+                collecting: Mutex::new(()),
             }),
         };
         if let Ok(rt) = tokio::runtime::Handle::try_current() {
@@ -157,6 +164,21 @@ impl StoreImages {
         tokio::task::spawn_blocking(move || collect(&inner))
             .await
             .map_err(|e| skiff_image::Error::Malformed(format!("image gc task: {e}")))?
+    }
+
+    /// After a pull: collect now (in the background) if the image
+    /// filesystem is above the high-water mark.
+    fn collect_if_full(&self) {
+        let high = f64::from(self.inner.settings.gc.high_percent);
+        let full = fs_usage(self.inner.store.root()).is_some_and(|(p, _)| p > high);
+        if full {
+            let inner = self.inner.clone();
+            tokio::task::spawn_blocking(move || {
+                if let Err(e) = collect(&inner) {
+                    tracing::warn!(error = %e, "image gc failed");
+                }
+            });
+        }
     }
 
     fn options_for(&self, reference: &skiff_image::reference::Reference) -> PullOptions {
@@ -203,6 +225,7 @@ impl StoreImages {
         };
         if policy != PullPolicy::Always {
             if let Some(found) = self.resolve(image).await.map_err(store_err)? {
+                lock(&self.inner.last_used).insert(found.id.clone(), Instant::now());
                 events(
                     false,
                     "Pulled",
@@ -228,6 +251,7 @@ impl StoreImages {
         if policy == PullPolicy::IfNotPresent {
             // Pulled by another container while this one waited.
             if let Some(found) = self.resolve(image).await.map_err(store_err)? {
+                lock(&self.inner.last_used).insert(found.id.clone(), Instant::now());
                 events(
                     false,
                     "Pulled",
@@ -253,6 +277,7 @@ impl StoreImages {
                         ),
                     );
                     lock(&self.inner.last_used).insert(found.id.clone(), Instant::now());
+                    self.collect_if_full();
                     return Ok(found);
                 }
                 Err(e) => last_err = Some(e),
@@ -381,6 +406,14 @@ fn image_id_of(found: &Image, image: &str) -> String {
 
 fn in_use(inner: &Inner) -> HashSet<String> {
     let mut ids: HashSet<String> = lock(&inner.mounted).values().cloned().collect();
+    // Just pulled or found for a container that is not mounted yet.
+    let min_age = inner.settings.gc.min_age;
+    ids.extend(
+        lock(&inner.last_used)
+            .iter()
+            .filter(|(_, t)| t.elapsed() < min_age)
+            .map(|(id, _)| id.clone()),
+    );
     let layers = inner.store.mounted_layers();
     if let Ok(images) = inner.store.list() {
         for img in images {
@@ -411,6 +444,7 @@ fn fs_usage(path: &Path) -> Option<(f64, u64)> {
 }
 
 fn collect(inner: &Inner) -> Result<ImageGcReport, skiff_image::Error> {
+    let _one = lock(&inner.collecting);
     let policy = &inner.settings.gc;
     let in_use = in_use(inner);
     let mut report = ImageGcReport {
