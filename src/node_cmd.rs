@@ -170,6 +170,12 @@ pub async fn start(
         cpu_millis: cpus * 1000,
         memory_bytes: host_memory(),
         max_pods: 1000,
+        // RuntimeClass handlers besides runc, where installed (crun refuses
+        // hybrid cgroup hosts; its pods then fail to start, saying why).
+        extra_handlers: ["crun", "youki"]
+            .into_iter()
+            .filter_map(|h| find_in_path(h).map(|p| (h.to_string(), p)))
+            .collect(),
         cluster_dns: Some(cluster_dns),
     };
     let recorder = skiff_client::events::Recorder::new(

@@ -572,3 +572,220 @@ fn exec_cp_and_port_forward_reach_the_container() {
     );
     assert_eq!(body, "page-from-box\n");
 }
+
+#[test]
+fn init_containers_run_in_order_before_the_app() {
+    let s = node_server();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: inits}
+spec:
+  initContainers:
+  - {name: one, image: busybox:test, command: ["sh", "-c", "echo one; sleep 1"]}
+  - {name: two, image: busybox:test, command: ["sh", "-c", "echo two"]}
+  containers:
+  - {name: app, image: busybox:test, command: ["sh", "-c", "echo app; sleep 3600"]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badinit}
+spec:
+  restartPolicy: Never
+  initContainers:
+  - {name: fail, image: busybox:test, command: ["sh", "-c", "exit 7"]}
+  containers:
+  - {name: app, image: busybox:test, command: ["sh", "-c", "echo never"]}
+"#,
+    );
+    let pod = wait_phase(&s, "inits", "Running");
+    let inits = pod["status"]["initContainerStatuses"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(inits.len(), 2, "{pod}");
+    for c in &inits {
+        assert_eq!(c["state"]["terminated"]["reason"], "Completed", "{pod}");
+    }
+    // In order: one ended before two started, two before the app.
+    let t = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+    assert!(
+        t(&inits[0]["state"]["terminated"]["finishedAt"])
+            <= t(&inits[1]["state"]["terminated"]["startedAt"])
+    );
+    let app_started = t(&pod["status"]["containerStatuses"][0]["state"]["running"]["startedAt"]);
+    assert!(
+        t(&inits[1]["state"]["terminated"]["finishedAt"]) <= app_started,
+        "{pod}"
+    );
+    assert_eq!(s.ok(&["logs", "inits", "-c", "one"]), "one\n");
+    assert_eq!(s.ok(&["logs", "inits", "-c", "two"]), "two\n");
+    let all = s.ok(&["logs", "inits", "--all-containers", "--prefix"]);
+    assert!(
+        all.contains("[pod/inits/one] one") && all.contains("[pod/inits/app] app"),
+        "{all}"
+    );
+
+    let bad = wait_phase(&s, "badinit", "Failed");
+    assert_eq!(
+        bad["status"]["initContainerStatuses"][0]["state"]["terminated"]["exitCode"], 7,
+        "{bad}"
+    );
+    let app = &bad["status"]["containerStatuses"][0];
+    assert!(
+        app["state"]["waiting"].is_object(),
+        "the app never ran: {bad}"
+    );
+}
+
+#[test]
+fn termination_runs_pre_stop_then_term_within_the_grace_period() {
+    let s = node_server();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: graceful}
+spec:
+  terminationGracePeriodSeconds: 20
+  containers:
+  - name: app
+    image: busybox:test
+    command: ["sh", "-c", "trap 'echo got TERM; exit 0' TERM; echo up; while true; do sleep 0.1; done"]
+    lifecycle:
+      preStop:
+        exec: {command: ["sh", "-c", "echo prestop > /proc/1/fd/1"]}
+"#,
+    );
+    wait_phase(&s, "graceful", "Running");
+    // Follow the log while the pod is deleted: the hook's line, then TERM's.
+    let mut follow = s.spawn_kubectl(&["logs", "-f", "graceful"]);
+    until(
+        Duration::from_secs(10),
+        || follow.stdout().contains("up").then_some(()),
+        || follow.stdout(),
+    );
+    s.ok(&["delete", "pod", "graceful", "--wait=true"]);
+    // The stream ends with the container.
+    follow.wait_exit(Duration::from_secs(20));
+    let text = follow.stdout();
+    let (a, b) = (text.find("prestop"), text.find("got TERM"));
+    assert!(a.is_some() && b.is_some() && a < b, "{text}");
+}
+
+#[test]
+fn logs_options_tail_since_timestamps_previous_and_follow() {
+    let s = node_server();
+    s.ok(&[
+        "run",
+        "counter",
+        "--image=busybox:test",
+        "--",
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5; do echo line $i; done; sleep 1; echo later; sleep 3600",
+    ]);
+    wait_phase(&s, "counter", "Running");
+    until(
+        Duration::from_secs(20),
+        || s.ok(&["logs", "counter"]).contains("later").then_some(()),
+        || s.log(),
+    );
+    assert_eq!(s.ok(&["logs", "counter", "--tail=2"]), "line 5\nlater\n");
+    let ts = s.ok(&["logs", "counter", "--timestamps", "--tail=1"]);
+    let (stamp, rest) = ts.split_once(' ').unwrap_or_default();
+    assert!(stamp.ends_with('Z') && stamp.contains('T'), "{ts}");
+    assert_eq!(rest, "later\n");
+    assert_eq!(s.ok(&["logs", "counter", "--since=1h"]).lines().count(), 6);
+    assert_eq!(s.ok(&["logs", "counter", "--limit-bytes=7"]), "line 1\n");
+    let out = s.kubectl(&["logs", "counter", "-p"]);
+    assert!(!out.status.success(), "no previous run yet");
+    // -f streams what comes after.
+    s.ok(&[
+        "exec",
+        "counter",
+        "--",
+        "sh",
+        "-c",
+        "echo appended > /proc/1/fd/1",
+    ]);
+    let mut follow = s.spawn_kubectl(&["logs", "-f", "--tail=1", "counter"]);
+    until(
+        Duration::from_secs(10),
+        || follow.stdout().contains("appended").then_some(()),
+        || follow.stdout(),
+    );
+    s.ok(&[
+        "exec",
+        "counter",
+        "--",
+        "sh",
+        "-c",
+        "echo streamed > /proc/1/fd/1",
+    ]);
+    until(
+        Duration::from_secs(10),
+        || follow.stdout().contains("streamed").then_some(()),
+        || follow.stdout(),
+    );
+    s.ok(&["delete", "pod", "counter", "--grace-period=1"]);
+    follow.wait_exit(Duration::from_secs(20));
+    let text = follow.stdout();
+    assert!(text.starts_with("appended\n"), "{text}");
+    assert!(text.contains("streamed\n"), "{text}");
+}
+
+#[test]
+fn runtime_classes_pick_the_oci_runtime_or_keep_the_pod_pending() {
+    let s = node_server();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: plain}
+handler: runc
+---
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata: {name: exotic}
+handler: nosuch
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: plain}
+spec:
+  runtimeClassName: plain
+  containers: [{name: c, image: busybox:test, command: ["sleep", "3600"]}]
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: exotic}
+spec:
+  runtimeClassName: exotic
+  containers: [{name: c, image: busybox:test, command: ["sleep", "3600"]}]
+"#,
+    );
+    wait_phase(&s, "plain", "Running");
+    let events = until(
+        Duration::from_secs(30),
+        || {
+            let e = s.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=exotic",
+            ]);
+            e.contains("FailedCreatePodSandBox").then_some(e)
+        },
+        || s.ok(&["get", "events"]),
+    );
+    assert!(
+        events.contains("no runtime for \"nosuch\" is configured"),
+        "{events}"
+    );
+    assert_eq!(pod_json(&s, "exotic")["status"]["phase"], "Pending");
+}

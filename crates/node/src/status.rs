@@ -20,6 +20,14 @@ pub fn is_terminal(phase: Option<&str>) -> bool {
 
 /// The pod phase implied by its containers (upstream `getPhase`).
 pub fn phase(rt: &PodRuntimeStatus, policy: RestartPolicy) -> &'static str {
+    // An init container that failed for good (it is not restarted) fails
+    // the pod.
+    let init_failed = rt.init_containers.iter().any(|c| {
+        matches!(&c.state, ContainerState::Terminated(t) if t.exit_code != 0)
+    });
+    if init_failed && policy == RestartPolicy::Never {
+        return "Failed";
+    }
     let init_pending = rt.init_containers.iter().any(|c| match &c.state {
         ContainerState::Terminated(t) => t.exit_code != 0,
         ContainerState::Running { .. } => !c.started, // a sidecar must have started

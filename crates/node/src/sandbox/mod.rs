@@ -116,6 +116,9 @@ pub struct SandboxConfig {
     pub cpu_millis: u64,
     pub memory_bytes: u64,
     pub max_pods: u32,
+    /// OCI runtime handlers besides the default (`runc`), by RuntimeClass
+    /// `handler` name: e.g. `crun`, `youki` where installed.
+    pub extra_handlers: Vec<(String, PathBuf)>,
     /// The cluster DNS pods use (their `/etc/resolv.conf`); `None` gives
     /// them the node's own resolver configuration.
     pub cluster_dns: Option<crate::network::ClusterDns>,
@@ -180,11 +183,48 @@ impl Node {
         self.config.pods_dir().join(uid)
     }
 
-    /// Run the OCI runtime CLI with our `--root`.
+    /// The OCI runtime binary and `--root` of a RuntimeClass handler.
+    pub(crate) fn handler(&self, name: &str) -> Option<Oci> {
+        if name.is_empty() || name == DEFAULT_HANDLER {
+            return Some(Oci {
+                path: self.config.runtime.clone(),
+                root: self.config.runtime_root(),
+            });
+        }
+        self.config
+            .extra_handlers
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(n, p)| Oci {
+                path: p.clone(),
+                root: self.config.root.join(format!("oci-{n}")),
+            })
+    }
+
+    /// The OCI runtime of container `id` (its pod's handler).
+    pub(crate) fn oci_for(&self, id: &str) -> Oci {
+        let handler = pod::uid_of(id)
+            .and_then(|uid| lock(&self.pods).get(uid).cloned())
+            .map(|w| w.handler_name())
+            .unwrap_or_default();
+        self.handler(&handler).unwrap_or_else(|| Oci {
+            path: self.config.runtime.clone(),
+            root: self.config.runtime_root(),
+        })
+    }
+
+    /// Run the OCI runtime CLI of the container named in `args` (every
+    /// command names one) with its `--root`.
     pub(crate) async fn runc(&self, args: &[&str]) -> Result<(), RuntimeError> {
-        let out = tokio::process::Command::new(&self.config.runtime)
+        let id = args
+            .iter()
+            .find(|a| pod::uid_of(a).is_some())
+            .copied()
+            .unwrap_or_default();
+        let oci = self.oci_for(id);
+        let out = tokio::process::Command::new(&oci.path)
             .arg("--root")
-            .arg(self.config.runtime_root())
+            .arg(&oci.root)
             .args(args)
             .kill_on_drop(true)
             .output()
@@ -194,12 +234,22 @@ impl Node {
         } else {
             Err(RuntimeError::Failed(format!(
                 "{} {}: {}",
-                self.config.runtime.display(),
+                oci.path.display(),
                 args.join(" "),
                 String::from_utf8_lossy(&out.stderr).trim()
             )))
         }
     }
+}
+
+/// The RuntimeClass handler of pods that name none.
+pub const DEFAULT_HANDLER: &str = "runc";
+
+/// An OCI runtime CLI and its state directory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Oci {
+    pub(crate) path: PathBuf,
+    pub(crate) root: PathBuf,
 }
 
 /// The runtime of a real node.
@@ -530,9 +580,10 @@ impl NodeRuntime for SandboxRuntime {
             .worker(uid)
             .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
         let id = worker.running_id(container)?;
+        let oci = self.node.oci_for(&id);
         exec::exec(
-            &self.node.config.runtime,
-            &self.node.config.runtime_root(),
+            &oci.path,
+            &oci.root,
             &id,
             request,
         )

@@ -117,6 +117,9 @@ struct PodState {
     pod_ips: Vec<IpAddr>,
     start_time: Timestamp,
     sandbox: bool,
+    /// The RuntimeClass handler running the pod's containers.
+    #[serde(default)]
+    handler: String,
     init: Vec<CState>,
     containers: Vec<CState>,
 }
@@ -299,13 +302,27 @@ impl PodWorker {
                     pod_ips: Vec::new(),
                     start_time: Timestamp::now(),
                     sandbox: false,
+                    handler: String::new(),
                     init: spec
                         .init_containers
                         .iter()
                         .flatten()
                         .map(CState::new)
                         .collect(),
-                    containers: spec.containers.iter().map(CState::new).collect(),
+                    containers: spec
+                        .containers
+                        .iter()
+                        .map(|c| {
+                            let mut st = CState::new(c);
+                            if spec.init_containers.as_ref().is_some_and(|i| !i.is_empty()) {
+                                st.status.state = ContainerState::Waiting {
+                                    reason: "PodInitializing".into(),
+                                    message: None,
+                                };
+                            }
+                            st
+                        })
+                        .collect(),
                 }
             }
         };
@@ -507,7 +524,39 @@ impl PodWorker {
         }
     }
 
+    /// The handler of the pod's RuntimeClass (empty without one), checked
+    /// against what this node has installed.
+    async fn runtime_handler(&self, node: &Node) -> Result<String, RuntimeError> {
+        let class = lock(&self.pod)
+            .as_ref()
+            .and_then(|p| p.spec.as_ref())
+            .and_then(|s| s.runtime_class_name.clone())
+            .filter(|c| !c.is_empty());
+        let Some(class) = class else {
+            return Ok(String::new());
+        };
+        let client = node
+            .client
+            .clone()
+            .ok_or_else(|| RuntimeError::Failed("no API client to read RuntimeClasses".into()))?;
+        let api: kube::Api<k8s_openapi::api::node::v1::RuntimeClass> = kube::Api::all(client);
+        let rc = api
+            .get_opt(&class)
+            .await
+            .map_err(|e| RuntimeError::Failed(format!("reading RuntimeClass {class:?}: {e}")))?
+            .ok_or_else(|| RuntimeError::Failed(format!("RuntimeClass {class:?} not found")))?;
+        if node.handler(&rc.handler).is_none() {
+            return Err(RuntimeError::Failed(format!(
+                "no runtime for {:?} is configured",
+                rc.handler
+            )));
+        }
+        Ok(rc.handler)
+    }
+
     async fn create_sandbox(&self, node: &Node) -> Result<(), RuntimeError> {
+        let handler = self.runtime_handler(node).await?;
+        self.update(node, |st| st.handler = handler.clone());
         let ns = self.namespaces();
         let hostname = lock(&self.pod)
             .as_ref()
@@ -691,7 +740,24 @@ impl PodWorker {
             events: &events,
         };
         let prepared = match node.images.prepare(request).await {
-            Ok(p) => p,
+            Ok(p) => {
+                // Pull back-off is not crash-loop back-off: it ends here.
+                let pulls_backed_off = {
+                    let st = lock(&self.state);
+                    let list = match kind {
+                        Kind::Init => &st.init,
+                        Kind::Main => &st.containers,
+                    };
+                    list.get(i).is_some_and(|c| {
+                        matches!(&c.status.state, ContainerState::Waiting { reason, .. }
+                            if reason == "ErrImagePull" || reason == "ImagePullBackOff")
+                    })
+                };
+                if pulls_backed_off {
+                    self.with_container(node, kind, i, |c| c.backoff = 0);
+                }
+                p
+            }
             Err(e) => {
                 // The image source recorded the details (Failed, ErrImageNeverPull, ...).
                 self.event(
@@ -770,6 +836,10 @@ impl PodWorker {
                 bundle: dir.clone(),
                 log_path,
                 stdin: false,
+                runtime: {
+                    let oci = node.oci_for(&id);
+                    Some((oci.path, oci.root))
+                },
             })
             .await;
         match started {
@@ -848,9 +918,10 @@ impl PodWorker {
     }
 
     fn check_target(&self, node: &Node, id: &str) -> CheckTarget {
+        let oci = node.oci_for(id);
         CheckTarget {
-            runtime: node.config.runtime.clone(),
-            runtime_root: node.config.runtime_root(),
+            runtime: oci.path,
+            runtime_root: oci.root,
             container_id: id.to_string(),
             pod_ip: lock(&self.state).pod_ips.first().copied(),
         }
@@ -1149,17 +1220,58 @@ impl PodWorker {
                 c.done = true;
             }
         });
+        let deadline = tokio::time::Instant::now() + grace;
+        // preStop hooks (all at once, within the grace period), then TERM.
+        let mut hooks = Vec::new();
         for id in running() {
+            let Some(name) = self.current_name(&id) else {
+                continue;
+            };
             self.event(
                 node,
-                None,
+                Some(&name),
                 false,
                 "Killing",
-                &format!("Stopping container {id}"),
+                &format!("Stopping container {name}"),
             );
+            let Some(spec) = self.container_spec_by_name(&name) else {
+                continue;
+            };
+            let Some(handler) = spec.lifecycle.as_ref().and_then(|l| l.pre_stop.clone()) else {
+                continue;
+            };
+            let target = self.check_target(node, &id);
+            hooks.push(async move {
+                let r = match probes::hook_action(&handler) {
+                    probes::Action::Unsupported("sleep") => {
+                        let secs = handler.sleep.as_ref().map_or(0, |s| s.seconds);
+                        tokio::time::sleep(Duration::from_secs(u64::try_from(secs).unwrap_or(0)))
+                            .await;
+                        Ok(())
+                    }
+                    action => probes::check(&action, &spec, &target, grace).await,
+                };
+                (name, r)
+            });
+        }
+        if !hooks.is_empty() {
+            let results =
+                tokio::time::timeout_at(deadline, futures::future::join_all(hooks)).await;
+            for (name, r) in results.unwrap_or_default() {
+                if let Err(e) = r {
+                    self.event(
+                        node,
+                        Some(&name),
+                        true,
+                        "FailedPreStopHook",
+                        &format!("PreStopHook failed: {e}"),
+                    );
+                }
+            }
+        }
+        for id in running() {
             let _ = node.runc(&["kill", &id, "TERM"]).await;
         }
-        let deadline = tokio::time::Instant::now() + grace;
         let mut killed = false;
         loop {
             if running().is_empty() {
@@ -1225,6 +1337,11 @@ impl PodWorker {
         super::volumes::teardown(&self.dir);
         let _ = std::fs::remove_dir_all(&self.dir);
         node.notify(&self.uid);
+    }
+
+    /// The pod's RuntimeClass handler (empty: the default).
+    pub(crate) fn handler_name(&self) -> String {
+        lock(&self.state).handler.clone()
     }
 
     /// `namespace/name` of the pod.

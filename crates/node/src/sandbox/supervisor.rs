@@ -71,6 +71,10 @@ pub struct StartSpec {
     /// Keep a pipe to its stdin open (for `attach`).
     #[serde(default)]
     pub stdin: bool,
+    /// The OCI runtime and its `--root`, if not the supervisor's default
+    /// (a RuntimeClass handler).
+    #[serde(default)]
+    pub runtime: Option<(PathBuf, PathBuf)>,
 }
 
 /// How a container's init process ended.
@@ -225,9 +229,15 @@ impl Supervisor {
         }
         let pid_file = spec.bundle.join("init.pid");
         let _ = std::fs::remove_file(&pid_file);
-        let mut cmd = std::process::Command::new(&self.config.runtime);
+        let (runtime, runtime_root) = spec.runtime.clone().unwrap_or_else(|| {
+            (
+                self.config.runtime.clone(),
+                self.config.runtime_root.clone(),
+            )
+        });
+        let mut cmd = std::process::Command::new(&runtime);
         cmd.arg("--root")
-            .arg(&self.config.runtime_root)
+            .arg(&runtime_root)
             .args(["run", "--detach", "--pid-file"])
             .arg(&pid_file)
             .arg("--bundle")
@@ -245,7 +255,7 @@ impl Supervisor {
             Ok(c) => c,
             Err(e) => {
                 return Reply::Failed {
-                    message: format!("running {}: {e}", self.config.runtime.display()),
+                    message: format!("running {}: {e}", runtime.display()),
                 }
             }
         };
@@ -283,7 +293,7 @@ impl Supervisor {
             if message.is_empty() {
                 message = format!(
                     "{} exited with {}",
-                    self.config.runtime.display(),
+                    runtime.display(),
                     runc_exit.code
                 );
             }
