@@ -199,6 +199,15 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             );
             eprintln!("node {} runs pods on this machine", args.node.node_name);
             runtimes.push((args.node.node_name.clone(), rt.clone()));
+            // Per-pod usage, integrated for billing.
+            let known = rt.clone();
+            tokio::spawn(skiff_node::sandbox::stats::record_usage(
+                rt.clone(),
+                move || known.known_pods(),
+                data_dir.join("node").join("usage.json"),
+                Duration::from_secs(10),
+                shutdown.clone(),
+            ));
             Some(rt)
         }
     };

@@ -150,6 +150,24 @@ fn kubectl_top_shows_cgroup_usage_of_real_pods() {
         || s.log(),
     );
     assert!(node.2 >= 30 << 20, "{node:?}");
+
+    // The node keeps a ledger of each pod's usage for billing.
+    let uid = s.ok(&["get", "pod", "burn", "-o", "jsonpath={.metadata.uid}"]);
+    let ledger = s.dir.path().join("node").join("usage.json");
+    let bill = until(
+        Duration::from_secs(60),
+        || {
+            let l: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&ledger).ok()?).ok()?;
+            let bill = l["pods"][&uid].clone();
+            (bill["cpu_millicore_seconds"].as_f64()? > 0.0).then_some(bill)
+        },
+        || format!("{:?}", std::fs::read_to_string(&ledger)),
+    );
+    assert!(
+        bill["memory_byte_seconds"].as_f64().unwrap() > 0.0,
+        "{bill}"
+    );
 }
 
 #[test]

@@ -207,6 +207,89 @@ impl MetricsProvider for NodeMetrics {
     }
 }
 
+/// One pod's accumulated usage, for billing: CPU as millicore-seconds and
+/// memory as byte-seconds, integrated over the samples the node took.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct PodBill {
+    pub cpu_millicore_seconds: f64,
+    pub memory_byte_seconds: f64,
+    /// RFC 3339 times of the first and the latest sample.
+    pub first: String,
+    pub last: String,
+}
+
+/// The usage ledger of a node: pod uid → [`PodBill`], kept in a JSON file
+/// rewritten (atomically) after every round of samples.
+#[derive(Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct UsageLedger {
+    pub pods: std::collections::BTreeMap<String, PodBill>,
+}
+
+impl UsageLedger {
+    /// The ledger in `path` (empty if there is none or it does not parse).
+    pub fn load(path: &std::path::Path) -> UsageLedger {
+        std::fs::read(path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+
+    /// Add `seconds` of `stats` to pod `uid`.
+    pub fn add(&mut self, uid: &str, stats: &PodStats, seconds: f64) {
+        let total = stats.total();
+        let at = stats.timestamp.to_string();
+        let bill = self.pods.entry(uid.to_string()).or_insert_with(|| PodBill {
+            first: at.clone(),
+            ..PodBill::default()
+        });
+        bill.cpu_millicore_seconds += total.cpu_millis as f64 * seconds;
+        bill.memory_byte_seconds += total.memory_bytes as f64 * seconds;
+        bill.last = at;
+    }
+
+    fn save(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let tmp = path.with_extension("tmp");
+        std::fs::write(&tmp, serde_json::to_vec_pretty(self)?)?;
+        std::fs::rename(&tmp, path)
+    }
+}
+
+/// Every `every`, sample the pods `pods()` names and add their usage to the
+/// ledger in `path` (each sample stands for the time since the previous
+/// round), until `shutdown`.
+pub async fn record_usage(
+    runtime: Arc<dyn NodeRuntime>,
+    pods: impl Fn() -> Vec<String> + Send + 'static,
+    path: std::path::PathBuf,
+    every: Duration,
+    shutdown: tokio_util::sync::CancellationToken,
+) {
+    let mut ledger = UsageLedger::load(&path);
+    let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut previous: Option<Instant> = None;
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        let now = Instant::now();
+        // The first round stands for one period.
+        let seconds = previous
+            .map_or(every, |p| now.duration_since(p))
+            .as_secs_f64();
+        previous = Some(now);
+        for uid in pods() {
+            if let Some(stats) = runtime.stats(&uid).await {
+                ledger.add(&uid, &stats, seconds);
+            }
+        }
+        if let Err(e) = ledger.save(&path) {
+            tracing::warn!(error = %e, path = %path.display(), "writing the usage ledger failed");
+        }
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
@@ -229,5 +312,39 @@ mod tests {
         assert_eq!(s.rate("u-a-0", at(3000, 2_000_000_000)), Some(1000));
         s.retain_pod("u", &[]);
         assert_eq!(s.rate("u-a-0", at(4000, 3_000_000_000)), None);
+    }
+
+    #[test]
+    fn the_ledger_integrates_usage_and_survives_a_reload() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("usage.json");
+        let stats = PodStats {
+            timestamp: k8s_openapi::jiff::Timestamp::UNIX_EPOCH,
+            containers: vec![
+                (
+                    "a".into(),
+                    crate::runtime::Usage {
+                        cpu_millis: 200,
+                        memory_bytes: 1000,
+                    },
+                ),
+                (
+                    "b".into(),
+                    crate::runtime::Usage {
+                        cpu_millis: 50,
+                        memory_bytes: 24,
+                    },
+                ),
+            ],
+        };
+        let mut l = UsageLedger::load(&path);
+        l.add("uid1", &stats, 10.0);
+        l.add("uid1", &stats, 2.0);
+        l.save(&path).unwrap();
+        let l = UsageLedger::load(&path);
+        let bill = &l.pods["uid1"];
+        assert_eq!(bill.cpu_millicore_seconds, 250.0 * 12.0);
+        assert_eq!(bill.memory_byte_seconds, 1024.0 * 12.0);
+        assert_eq!(bill.first, "1970-01-01T00:00:00Z");
     }
 }
