@@ -170,7 +170,9 @@ impl NodeMetrics {
         let node = pod.spec.as_ref()?.node_name.as_deref()?;
         let uid = pod.metadata.uid.as_deref()?;
         let (_, runtime) = self.nodes.iter().find(|(n, _)| n == node)?;
-        runtime.stats(uid).await
+        // A pod with no running container has no usage to show (as
+        // metrics-server leaves out pods it has no container metrics for).
+        runtime.stats(uid).await.filter(|s| !s.containers.is_empty())
     }
 }
 
