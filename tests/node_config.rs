@@ -281,8 +281,9 @@ fn volumes_carry_config_maps_secrets_the_downward_api_and_shared_scratch_space()
         "metadata": {"name": "vols", "labels": {"app": "vols", "tier": "web"}},
         "spec": {
             "restartPolicy": "Never",
+            "securityContext": {"fsGroup": 2000},
             "volumes": [
-                {"name": "cfg", "configMap": {"name": "volcm", "items": [{"key": "a", "path": "renamed/a.txt", "mode": 0o400}]}},
+                {"name": "cfg", "configMap": {"name": "volcm", "items": [{"key": "a", "path": "renamed/a.txt", "mode": 0o600}]}},
                 {"name": "allcfg", "configMap": {"name": "volcm"}},
                 {"name": "sec", "secret": {"secretName": "volsec", "defaultMode": 0o440}},
                 {"name": "info", "downwardAPI": {"items": [
@@ -330,6 +331,8 @@ fn volumes_carry_config_maps_secrets_the_downward_api_and_shared_scratch_space()
         || describe(&s, "vols"),
     );
     assert_eq!(shared, "shared-data\n");
+    let scratch = exec(&s, "vols", "reader", &["stat", "-c", "%a %g", "/data"]);
+    assert_eq!(scratch.unwrap().trim(), "2777 2000");
     assert!(exec(&s, "vols", "reader", &["touch", "/data/g"]).is_err());
     // emptyDir medium Memory is a tmpfs of the size asked.
     let mounts = cat(&s, "vols", "writer", "/proc/mounts");
@@ -345,15 +348,16 @@ fn volumes_carry_config_maps_secrets_the_downward_api_and_shared_scratch_space()
         .find(|l| l.split(' ').nth(1) == Some("/etc/sec"))
         .unwrap_or_else(|| panic!("no /etc/sec in {mounts}"));
     assert!(sec.contains(" tmpfs "), "{sec}");
-    // configMap with items and a mode; all keys without items.
+    // configMap with items and a mode (made group-readable for the
+    // fsGroup, which owns the files); all keys without items.
     assert_eq!(cat(&s, "vols", "writer", "/etc/cfg/renamed/a.txt"), "alpha");
     let mode = exec(
         &s,
         "vols",
         "writer",
-        &["stat", "-L", "-c", "%a", "/etc/cfg/renamed/a.txt"],
+        &["stat", "-L", "-c", "%a %g", "/etc/cfg/renamed/a.txt"],
     );
-    assert_eq!(mode.unwrap().trim(), "400");
+    assert_eq!(mode.unwrap().trim(), "640 2000");
     assert!(exec(&s, "vols", "writer", &["cat", "/etc/cfg/a"]).is_err());
     assert_eq!(cat(&s, "vols", "writer", "/etc/all/a"), "alpha");
     assert_eq!(cat(&s, "vols", "writer", "/etc/all/b"), "beta");
@@ -366,9 +370,9 @@ fn volumes_carry_config_maps_secrets_the_downward_api_and_shared_scratch_space()
         &s,
         "vols",
         "writer",
-        &["stat", "-L", "-c", "%a", "/etc/sec/password"],
+        &["stat", "-L", "-c", "%a %g", "/etc/sec/password"],
     );
-    assert_eq!(mode.unwrap().trim(), "440");
+    assert_eq!(mode.unwrap().trim(), "440 2000");
     // downwardAPI.
     assert_eq!(
         cat(&s, "vols", "writer", "/etc/info/labels"),

@@ -104,10 +104,12 @@ async fn setup_volume(
                 .and_then(|q| crate::quantity::bytes(&q.0))
                 .filter(|b| *b > 0);
             mount_tmpfs(&dir, size, 0o777)?;
-        } else {
-            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777))
-                .map_err(|e| e.to_string())?;
         }
+        let gid = fs_group(pod);
+        let mode = if gid.is_some() { 0o2777 } else { 0o777 };
+        std::os::unix::fs::chown(&dir, None, gid).map_err(|e| e.to_string())?;
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| e.to_string())?;
         return Ok(());
     }
     if let Some(hp) = &v.host_path {
@@ -120,8 +122,9 @@ async fn setup_volume(
     if v.secret.is_some() || v.projected.is_some() {
         mount_tmpfs(&dir, None, 0o755)?;
     }
-    let payload = payload(pod, v, &dir, objects, facts).await?;
-    write_atomic(&dir, &payload).map_err(|e| format!("writing the volume's files: {e}"))?;
+    let payload = payload(pod, v, &dir, objects, facts, true).await?;
+    write_atomic(&dir, &payload, fs_group(pod))
+        .map_err(|e| format!("writing the volume's files: {e}"))?;
     Ok(())
 }
 
@@ -274,6 +277,7 @@ async fn payload(
     dir: &Path,
     objects: &mut Objects<'_>,
     facts: &PodFacts,
+    fetch_tokens: bool,
 ) -> Result<Payload, String> {
     let mut out = Payload::new();
     let cm_missing = |k: &str| format!("configmap references non-existent config key: {k}");
@@ -347,7 +351,8 @@ async fn payload(
                 )?;
             }
             if let Some(t) = &source.service_account_token {
-                if let Some(token) = service_account_token(pod, dir, t, objects).await {
+                if let Some(token) = service_account_token(pod, dir, t, objects, fetch_tokens).await
+                {
                     out.insert(t.path.clone(), (token, mode));
                 }
             }
@@ -363,9 +368,13 @@ async fn service_account_token(
     dir: &Path,
     t: &ServiceAccountTokenProjection,
     objects: &Objects<'_>,
+    fetch: bool,
 ) -> Option<Vec<u8>> {
     if let Ok(current) = std::fs::read(dir.join("..data").join(&t.path)) {
         return Some(current);
+    }
+    if !fetch {
+        return None;
     }
     let client = objects.client()?;
     let sa = pod
@@ -422,12 +431,39 @@ fn valid_relative(path: &str) -> bool {
             .all(|c| matches!(c, std::path::Component::Normal(_)))
 }
 
+/// The pod's `securityContext.fsGroup`.
+fn fs_group(pod: &Pod) -> Option<u32> {
+    pod.spec
+        .as_ref()?
+        .security_context
+        .as_ref()?
+        .fs_group
+        .and_then(|g| u32::try_from(g).ok())
+}
+
 /// Write `payload` into `dir` atomically (see the module docs); `Ok(false)`
-/// when the files there are the same already. `dir` must exist.
-pub(crate) fn write_atomic(dir: &Path, payload: &Payload) -> std::io::Result<bool> {
+/// when the files there are the same already. `dir` must exist. With an
+/// fsGroup the files belong to that group and are group-readable, as the
+/// kubelet sets a volume's ownership.
+pub(crate) fn write_atomic(
+    dir: &Path,
+    payload: &Payload,
+    gid: Option<u32>,
+) -> std::io::Result<bool> {
     if let Some(bad) = payload.keys().find(|p| !valid_relative(p)) {
         return Err(std::io::Error::other(format!("invalid file path {bad:?}")));
     }
+    let grouped: Payload;
+    let payload = match gid {
+        None => payload,
+        Some(_) => {
+            grouped = payload
+                .iter()
+                .map(|(k, (b, m))| (k.clone(), (b.clone(), m | 0o440)))
+                .collect();
+            &grouped
+        }
+    };
     let data_link = dir.join("..data");
     let old = std::fs::read_link(&data_link).ok();
     if let Some(old) = &old {
@@ -463,6 +499,12 @@ pub(crate) fn write_atomic(dir: &Path, payload: &Payload) -> std::io::Result<boo
         }
         std::fs::write(&file, bytes)?;
         std::fs::set_permissions(&file, std::fs::Permissions::from_mode(*mode))?;
+        if gid.is_some() {
+            std::os::unix::fs::chown(&file, None, gid)?;
+        }
+    }
+    if gid.is_some() {
+        std::os::unix::fs::chown(&data_dir, None, gid)?;
     }
     let tmp = dir.join("..data_tmp");
     let _ = std::fs::remove_file(&tmp);
@@ -661,8 +703,8 @@ where
             if std::fs::read_link(dir.join("..data")).is_err() {
                 continue;
             }
-            match payload(&pod, v, &dir, &mut objects, &facts).await {
-                Ok(p) => match write_atomic(&dir, &p) {
+            match payload(&pod, v, &dir, &mut objects, &facts, false).await {
+                Ok(p) => match write_atomic(&dir, &p, fs_group(&pod)) {
                     Ok(true) => tracing::debug!(volume = %v.name, "volume updated"),
                     Ok(false) => {}
                     Err(e) => tracing::warn!(volume = %v.name, error = %e, "volume update failed"),
@@ -690,7 +732,12 @@ mod tests {
     fn atomic_writer_swaps_data_and_keeps_links() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path();
-        assert!(write_atomic(dir, &files(&[("a", "1", 0o644), ("sub/b", "2", 0o400)])).unwrap());
+        assert!(write_atomic(
+            dir,
+            &files(&[("a", "1", 0o644), ("sub/b", "2", 0o400)]),
+            None
+        )
+        .unwrap());
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "1");
         assert_eq!(std::fs::read_to_string(dir.join("sub/b")).unwrap(), "2");
         assert!(std::fs::symlink_metadata(dir.join("a"))
@@ -704,17 +751,34 @@ mod tests {
         assert_eq!(mode & 0o777, 0o400);
         let first = std::fs::read_link(dir.join("..data")).unwrap();
         // Same content: nothing written.
-        assert!(!write_atomic(dir, &files(&[("a", "1", 0o644), ("sub/b", "2", 0o400)])).unwrap());
+        assert!(!write_atomic(
+            dir,
+            &files(&[("a", "1", 0o644), ("sub/b", "2", 0o400)]),
+            None
+        )
+        .unwrap());
         assert_eq!(std::fs::read_link(dir.join("..data")).unwrap(), first);
         // New content: a new data dir, the old one gone, stale links removed.
-        assert!(write_atomic(dir, &files(&[("a", "3", 0o644)])).unwrap());
+        assert!(write_atomic(dir, &files(&[("a", "3", 0o644)]), None).unwrap());
         let second = std::fs::read_link(dir.join("..data")).unwrap();
         assert_ne!(first, second);
         assert!(!dir.join(&first).exists());
         assert_eq!(std::fs::read_to_string(dir.join("a")).unwrap(), "3");
         assert!(std::fs::symlink_metadata(dir.join("sub")).is_err());
-        assert!(write_atomic(dir, &files(&[("../x", "1", 0o644)])).is_err());
-        assert!(write_atomic(dir, &files(&[("..data", "1", 0o644)])).is_err());
+        assert!(write_atomic(dir, &files(&[("../x", "1", 0o644)]), None).is_err());
+        assert!(write_atomic(dir, &files(&[("..data", "1", 0o644)]), None).is_err());
+    }
+
+    #[test]
+    fn an_fs_group_owns_the_files_and_reads_them() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        assert!(write_atomic(dir, &files(&[("k", "v", 0o400)]), Some(4321)).unwrap());
+        let meta = std::fs::metadata(dir.join("k")).unwrap();
+        assert_eq!(meta.gid(), 4321);
+        assert_eq!(meta.permissions().mode() & 0o777, 0o440);
+        // Unchanged content with the same group: nothing rewritten.
+        assert!(!write_atomic(dir, &files(&[("k", "v", 0o400)]), Some(4321)).unwrap());
     }
 
     #[test]
