@@ -390,6 +390,26 @@ fn pods_pull_their_images_from_a_registry_and_report_pull_errors() {
         })
         .collect();
     assert_eq!(pulled.len(), 1, "{pulled:?}");
+
+    // An image that appears while the pull backs off: the container then
+    // starts, and its crash-loop back-off starts afresh (the first restart
+    // is immediate; the pull's back-off is not carried over).
+    let late = format!("{}/test/late:1", reg.addr);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("late", &late, "IfNotPresent", None)
+            .replace("restartPolicy: Never", "restartPolicy: Always")
+            .replace("echo pulled-and-running; sleep 3600", "exit 3"),
+    );
+    wait_event(&s, "late", "Warning", "Failed", "Error: ErrImagePull");
+    reg.push_busybox(tmp.path(), "test/late:1", None);
+    let c = wait_waiting(&s, "late", "CrashLoopBackOff");
+    assert_eq!(c["lastState"]["terminated"]["exitCode"], 3, "{c}");
+    assert_eq!(c["restartCount"], 2, "{c}");
+    let msg = c["state"]["waiting"]["message"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(msg.starts_with("back-off 10s restarting failed"), "{c}");
 }
 
 #[test]
