@@ -789,3 +789,114 @@ spec:
     );
     assert_eq!(pod_json(&s, "exotic")["status"]["phase"], "Pending");
 }
+
+#[test]
+fn bad_security_contexts_and_back_off_timing_show_in_the_status() {
+    let s = node_server();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: rootless}
+spec:
+  containers:
+  - name: c
+    image: busybox:test
+    command: ["sleep", "3600"]
+    securityContext: {runAsNonRoot: true}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: badcap}
+spec:
+  containers:
+  - name: c
+    image: busybox:test
+    command: ["sleep", "3600"]
+    securityContext: {capabilities: {add: ["NOT_A_CAP"]}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {name: crashy}
+spec:
+  containers:
+  - {name: c, image: busybox:test, command: ["sh", "-c", "exit 2"]}
+"#,
+    );
+    let waiting = |name: &str, reason: &str| -> serde_json::Value {
+        until(
+            Duration::from_secs(30),
+            || {
+                let c = container_status(&s, name);
+                (c["state"]["waiting"]["reason"] == reason).then_some(c)
+            },
+            || container_status(&s, name).to_string(),
+        )
+    };
+    let c = waiting("rootless", "CreateContainerConfigError");
+    assert!(
+        c["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("runAsNonRoot and image will run as root")),
+        "{c}"
+    );
+    let c = waiting("badcap", "CreateContainerConfigError");
+    assert!(
+        c["state"]["waiting"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("NOT_A_CAP")),
+        "{c}"
+    );
+    let events = s.ok(&[
+        "get",
+        "events",
+        "--field-selector",
+        "involvedObject.name=rootless",
+    ]);
+    assert!(events.contains("Failed"), "{events}");
+
+    // Crash-loop back-off: the first restart is immediate, then 10 s, then
+    // 20 s (the kubelet's doubling), seen in the start times of the runs.
+    let starts = std::cell::RefCell::new(Vec::<String>::new());
+    until(
+        Duration::from_secs(90),
+        || {
+            let c = container_status(&s, "crashy");
+            let t = c["lastState"]["terminated"]["startedAt"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let mut seen = starts.borrow_mut();
+            if !t.is_empty() && !seen.contains(&t) {
+                seen.push(t);
+            }
+            // Done once a gap of the second back-off (20 s) was seen.
+            let secs: Vec<i64> = seen
+                .iter()
+                .map(|t| {
+                    t.parse::<k8s_openapi::jiff::Timestamp>()
+                        .map(|t| t.as_second())
+                        .unwrap_or(0)
+                })
+                .collect();
+            (secs.len() >= 3 && secs[secs.len() - 1] - secs[secs.len() - 2] >= 15).then_some(())
+        },
+        || format!("{:?} {}", starts.borrow(), container_status(&s, "crashy")),
+    );
+    let starts = starts.into_inner();
+    let secs: Vec<i64> = starts
+        .iter()
+        .map(|t| {
+            t.parse::<k8s_openapi::jiff::Timestamp>()
+                .map(|t| t.as_second())
+                .unwrap_or(0)
+        })
+        .collect();
+    // (The immediate first restart often lands in the same second as the
+    // first run, so it is not always a separate start time here.)
+    let n = secs.len();
+    let (gap1, gap2) = (secs[n - 2] - secs[n - 3], secs[n - 1] - secs[n - 2]);
+    assert!((10..=14).contains(&gap1), "10 s of back-off: {starts:?}");
+    assert!((20..=25).contains(&gap2), "then 20 s: {starts:?}");
+}

@@ -526,11 +526,7 @@ impl Server {
     pub fn start_node(extra: &[&str]) -> Server {
         let n = NODES.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let pid = std::process::id();
-        let cidr = format!(
-            "10.{}.{}.0/24",
-            200 + pid % 50,
-            (pid / 50 % 25) * 10 + n % 10
-        );
+        let cidr = format!("10.{}.{}.0/24", 200 + pid % 50, n % 256);
         let bridge = format!("skt{}n{}", pid % 100_000, n);
         let cgroup = format!("skiff-test-{pid}-{n}");
         let mut args = vec![
