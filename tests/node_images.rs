@@ -483,4 +483,59 @@ fn image_pull_secrets_open_an_authenticated_registry() {
         "Pulled",
         &format!("Successfully pulled image {image:?}"),
     );
+
+    // The older kubernetes.io/dockercfg secret works too (Always: the
+    // image is on the node now, so only a pull proves the credentials).
+    let dockercfg = tmp.path().join("dockercfg.json");
+    std::fs::write(
+        &dockercfg,
+        format!(
+            r#"{{"{}":{{"username":"skiff","password":"skiff-secret"}}}}"#,
+            reg.addr
+        ),
+    )
+    .unwrap();
+    s.ok(&[
+        "create",
+        "secret",
+        "generic",
+        "legacy",
+        "--type=kubernetes.io/dockercfg",
+        &format!("--from-file=.dockercfg={}", dockercfg.display()),
+    ]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("legacy", &image, "Always", Some("legacy")),
+    );
+    wait_running(&s, "legacy");
+    wait_event(
+        &s,
+        "legacy",
+        "Normal",
+        "Pulled",
+        &format!("Successfully pulled image {image:?}"),
+    );
+
+    // A wrong password is refused like none.
+    s.ok(&[
+        "create",
+        "secret",
+        "docker-registry",
+        "badcred",
+        &format!("--docker-server={}", reg.addr),
+        "--docker-username=skiff",
+        "--docker-password=wrong",
+    ]);
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &pod_yaml("wrong-password", &image, "Always", Some("badcred")),
+    );
+    let failed = wait_event(
+        &s,
+        "wrong-password",
+        "Warning",
+        "Failed",
+        &format!("Failed to pull image {image:?}"),
+    );
+    assert!(failed.to_lowercase().contains("authorized"), "{failed}");
 }
