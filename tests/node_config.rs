@@ -185,6 +185,17 @@ fn env_comes_from_literals_config_maps_secrets_and_the_downward_api() {
         &s,
         &secret("envsec", &[("password", "s3cret"), ("1st", "skipped")]),
     );
+    apply(
+        &s,
+        &json!({
+            "apiVersion": "v1", "kind": "Service", "metadata": {"name": "web-api"},
+            "spec": {"selector": {"app": "nothing"}, "ports": [{"name": "http", "port": 8080}]}
+        }),
+    );
+    let svc = s.get_json(&["service", "web-api"]);
+    let svc_ip = svc["spec"]["clusterIP"].as_str().unwrap().to_string();
+    let api = s.get_json(&["service", "kubernetes"]);
+    let api_ip = api["spec"]["clusterIP"].as_str().unwrap().to_string();
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "envpod", "labels": {"app": "envy"}, "annotations": {"note": "hi there"}},
@@ -260,6 +271,13 @@ fn env_comes_from_literals_config_maps_secrets_and_the_downward_api() {
     assert_eq!(get("CPU_LIMIT"), "1");
     // Unset limits default to the node's allocatable (100 GiB of ephemeral storage).
     assert_eq!(get("EPHEMERAL_GI"), "100");
+    // Service links, and the API server's address for in-cluster clients.
+    assert_eq!(get("WEB_API_SERVICE_HOST"), svc_ip);
+    assert_eq!(get("WEB_API_SERVICE_PORT"), "8080");
+    assert_eq!(get("WEB_API_SERVICE_PORT_HTTP"), "8080");
+    assert_eq!(get("WEB_API_PORT"), format!("tcp://{svc_ip}:8080"));
+    assert_eq!(get("WEB_API_PORT_8080_TCP_ADDR"), svc_ip);
+    assert_eq!(get("KUBERNETES_SERVICE_HOST"), api_ip);
     wait_event(
         &s,
         "envpod",

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::path::Path;
 
-use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret};
+use k8s_openapi::api::core::v1::{ConfigMap, Container, Pod, Secret, Service};
 use kube::Api;
 
 use super::Node;
@@ -167,6 +167,84 @@ impl<'a> Objects<'a> {
             None => Err(ConfigError(format!("secret {name:?} not found"))),
         }
     }
+}
+
+impl Objects<'_> {
+    /// The Services whose variables a container gets (the kubelet's
+    /// service links): those of the pod's namespace when `links`, and the
+    /// API server's `default/kubernetes` always; sorted by name. A failed
+    /// read gives none (logged).
+    pub(crate) async fn services(&self, links: bool) -> Vec<Service> {
+        let Some(client) = self.client else {
+            return Vec::new();
+        };
+        let mut by_name: BTreeMap<String, Service> = BTreeMap::new();
+        if links {
+            let api: Api<Service> = Api::namespaced(client.clone(), &self.namespace);
+            match api.list(&Default::default()).await {
+                Ok(list) => {
+                    for svc in list.items {
+                        by_name.insert(svc.metadata.name.clone().unwrap_or_default(), svc);
+                    }
+                }
+                Err(e) => tracing::warn!(error = %e, "listing services for service links"),
+            }
+        }
+        if !by_name.contains_key("kubernetes") || self.namespace != "default" {
+            let api: Api<Service> = Api::namespaced(client.clone(), "default");
+            if let Ok(Some(svc)) = api.get_opt("kubernetes").await {
+                by_name.entry("kubernetes".into()).or_insert(svc);
+            }
+        }
+        by_name.into_values().collect()
+    }
+}
+
+/// The Docker-link style variables of `services` (`<NAME>_SERVICE_HOST`,
+/// `<NAME>_SERVICE_PORT[_<PORT NAME>]`, `<NAME>_PORT[_<port>_<PROTO>...]`),
+/// as the kubelet makes them; services without a cluster IP are skipped.
+pub(crate) fn service_env(services: &[Service]) -> Vec<(String, String)> {
+    let var = |s: &str| s.replace('-', "_").to_uppercase();
+    let mut out = Vec::new();
+    for svc in services {
+        let Some(spec) = svc.spec.as_ref() else {
+            continue;
+        };
+        let ip = spec.cluster_ip.clone().unwrap_or_default();
+        let ports = spec.ports.as_deref().unwrap_or_default();
+        if ip.is_empty() || ip == "None" || ports.is_empty() {
+            continue;
+        }
+        let prefix = var(svc.metadata.name.as_deref().unwrap_or_default());
+        let host_port = |port: i32| match ip.parse::<IpAddr>() {
+            Ok(IpAddr::V6(_)) => format!("[{ip}]:{port}"),
+            _ => format!("{ip}:{port}"),
+        };
+        out.push((format!("{prefix}_SERVICE_HOST"), ip.clone()));
+        out.push((format!("{prefix}_SERVICE_PORT"), ports[0].port.to_string()));
+        for p in ports {
+            if let Some(n) = p.name.as_deref().filter(|n| !n.is_empty()) {
+                out.push((
+                    format!("{prefix}_SERVICE_PORT_{}", var(n)),
+                    p.port.to_string(),
+                ));
+            }
+        }
+        for (i, p) in ports.iter().enumerate() {
+            let proto = p.protocol.clone().unwrap_or_else(|| "TCP".into());
+            let lower = proto.to_lowercase();
+            let url = format!("{lower}://{}", host_port(p.port));
+            if i == 0 {
+                out.push((format!("{prefix}_PORT"), url.clone()));
+            }
+            let pp = format!("{prefix}_PORT_{}_{}", p.port, proto.to_uppercase());
+            out.push((format!("{pp}_PROTO"), lower));
+            out.push((format!("{pp}_PORT"), p.port.to_string()));
+            out.push((format!("{pp}_ADDR"), ip.clone()));
+            out.push((pp, url));
+        }
+    }
+    out
 }
 
 async fn get_opt<K>(
@@ -399,7 +477,12 @@ pub(crate) async fn container_env(
     facts: &PodFacts,
 ) -> Result<(Vec<(String, String)>, Vec<String>), ConfigError> {
     let namespace = objects.namespace().to_string();
-    let mut env: Vec<(String, String)> = Vec::new();
+    let links = pod
+        .spec
+        .as_ref()
+        .and_then(|s| s.enable_service_links)
+        .unwrap_or(true);
+    let mut env: Vec<(String, String)> = service_env(&objects.services(links).await);
     let mut warnings = Vec::new();
     for from in container.env_from.iter().flatten() {
         let prefix = from.prefix.clone().unwrap_or_default();
@@ -544,6 +627,35 @@ mod tests {
         assert_eq!(v("requests.memory", None), (64u64 << 20).to_string());
         assert_eq!(v("limits.ephemeral-storage", Some("1Gi")), "100");
         assert!(resource_value(&p, &f, "c", "limits.gpu", None).is_err());
+    }
+
+    #[test]
+    fn service_links() {
+        let svc: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "my-db"},
+            "spec": {"clusterIP": "10.96.0.7", "ports": [
+                {"name": "sql", "port": 5432},
+                {"name": "metrics", "port": 9187, "protocol": "UDP"}
+            ]}
+        }))
+        .unwrap();
+        let headless: Service = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "h"},
+            "spec": {"clusterIP": "None", "ports": [{"port": 1}]}
+        }))
+        .unwrap();
+        let env: BTreeMap<String, String> = service_env(&[svc, headless]).into_iter().collect();
+        let get = |k: &str| env.get(k).map(String::as_str);
+        assert_eq!(get("MY_DB_SERVICE_HOST"), Some("10.96.0.7"));
+        assert_eq!(get("MY_DB_SERVICE_PORT"), Some("5432"));
+        assert_eq!(get("MY_DB_SERVICE_PORT_METRICS"), Some("9187"));
+        assert_eq!(get("MY_DB_PORT"), Some("tcp://10.96.0.7:5432"));
+        assert_eq!(get("MY_DB_PORT_9187_UDP"), Some("udp://10.96.0.7:9187"));
+        assert_eq!(get("MY_DB_PORT_9187_UDP_PROTO"), Some("udp"));
+        assert_eq!(get("MY_DB_PORT_5432_TCP_ADDR"), Some("10.96.0.7"));
+        assert_eq!(get("MY_DB_PORT_5432_TCP_PORT"), Some("5432"));
+        assert_eq!(env.len(), 13);
+        assert!(!env.keys().any(|k| k.starts_with("H_")));
     }
 
     #[test]
