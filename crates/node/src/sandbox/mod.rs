@@ -12,6 +12,7 @@
 //! restarted agent re-adopts running containers (same processes) from the
 //! state file and the supervisor.
 
+mod attach;
 pub mod crilog;
 mod env;
 mod exec;
@@ -588,6 +589,19 @@ impl NodeRuntime for SandboxRuntime {
             request,
         )
         .await
+    }
+
+    async fn attach(
+        &self,
+        uid: &str,
+        container: &str,
+        request: ExecRequest,
+    ) -> Result<(), RuntimeError> {
+        let worker = self
+            .worker(uid)
+            .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
+        let id = worker.running_id(container)?;
+        attach::attach(&self.node.supervisor, &id, request).await
     }
 
     async fn port_forward(

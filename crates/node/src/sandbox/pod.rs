@@ -835,7 +835,8 @@ impl PodWorker {
                 id: id.clone(),
                 bundle: dir.clone(),
                 log_path,
-                stdin: false,
+                stdin: spec.stdin.unwrap_or(false),
+                stdin_once: spec.stdin_once.unwrap_or(false),
                 runtime: {
                     let oci = node.oci_for(&id);
                     Some((oci.path, oci.root))

@@ -10,7 +10,8 @@
 //!
 //! The agent talks to it over a Unix socket, one JSON request line per
 //! connection, answered by one JSON line (or, for `subscribe`, a line per
-//! container exit until the connection closes).
+//! container exit until the connection closes; for `attach`, frames of
+//! the container's stdio, see [`super::attach`]).
 
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
@@ -19,14 +20,17 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use bytes::Bytes;
 use k8s_openapi::jiff::Timestamp;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::{broadcast, mpsc, oneshot};
 
+use super::attach::{self, Pty};
 use super::crilog::{LogWriter, Stream};
 
 /// Errors of the supervisor and of talking to it.
@@ -71,6 +75,9 @@ pub struct StartSpec {
     /// Keep a pipe to its stdin open (for `attach`).
     #[serde(default)]
     pub stdin: bool,
+    /// Close its stdin when the first attach that wrote to it ends.
+    #[serde(default)]
+    pub stdin_once: bool,
     /// The OCI runtime and its `--root`, if not the supervisor's default
     /// (a RuntimeClass handler).
     #[serde(default)]
@@ -110,16 +117,105 @@ enum Request {
     Subscribe,
     /// Stop when no container runs any more.
     Shutdown,
+    /// Stream the container's stdio over this connection.
+    Attach {
+        id: String,
+        /// The client sends stdin.
+        #[serde(default)]
+        stdin: bool,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(tag = "reply", rename_all = "snake_case")]
 enum Reply {
-    Ok { pid: u32 },
+    Ok {
+        pid: u32,
+    },
     Started(ContainerRecord),
-    Failed { message: String },
-    Containers { containers: Vec<ContainerRecord> },
+    Failed {
+        message: String,
+    },
+    Containers {
+        containers: Vec<ContainerRecord>,
+    },
     Exit(ContainerRecord),
+    /// Frames follow.
+    Attached {
+        tty: bool,
+        stdin: bool,
+    },
+}
+
+/// What an attach found: whether the container has a terminal and an
+/// open stdin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttachInfo {
+    pub tty: bool,
+    pub stdin: bool,
+}
+
+/// Input for a container's stdin.
+enum StdinMsg {
+    Data(Vec<u8>),
+    /// End of input (stdinOnce): the pipe closes, a terminal gets ^D.
+    Close,
+}
+
+/// The live stdio of a running container.
+struct Attachable {
+    tty: bool,
+    /// Output as it is read, to attached clients (none attached: dropped).
+    output: broadcast::Sender<(Stream, Bytes)>,
+    /// Its stdin, while open.
+    stdin: Option<mpsc::Sender<StdinMsg>>,
+    stdin_once: bool,
+    pty: Option<Arc<Pty>>,
+}
+
+/// Output chunks an attach client may fall behind by before it is dropped.
+const ATTACH_BACKLOG: usize = 128;
+/// How long an attach client may take to accept one frame.
+const ATTACH_WRITE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where a copier reads container output.
+enum Source {
+    Pipe(OwnedFd),
+    Pty(Arc<Pty>),
+}
+
+enum Sink {
+    Pipe(tokio::net::unix::pipe::Sender),
+    Pty(Arc<Pty>),
+}
+
+/// Write what attach clients send to the container's stdin, in order,
+/// until it is closed or every sender is gone.
+async fn feed_stdin(mut sink: Sink, mut rx: mpsc::Receiver<StdinMsg>) {
+    while let Some(msg) = rx.recv().await {
+        let result = match (&mut sink, msg) {
+            (Sink::Pipe(_), StdinMsg::Close) => return,
+            (Sink::Pty(p), StdinMsg::Close) => {
+                // A terminal has no EOF of its own.
+                let _ = p.write_all(&[4]).await;
+                return;
+            }
+            (Sink::Pipe(p), StdinMsg::Data(d)) => p.write_all(&d).await,
+            (Sink::Pty(p), StdinMsg::Data(d)) => p.write_all(&d).await,
+        };
+        if result.is_err() {
+            return; // nobody reads it any more
+        }
+    }
+}
+
+/// `process.terminal` of the bundle's `config.json`.
+fn bundle_terminal(bundle: &Path) -> bool {
+    std::fs::read(bundle.join("config.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .and_then(|v| v["process"]["terminal"].as_bool())
+        .unwrap_or(false)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -143,6 +239,8 @@ struct State {
     exited: HashMap<String, ExitInfo>,
     /// Output copiers still running per container.
     copiers: HashMap<String, usize>,
+    /// Stdio of running containers, for attach.
+    attach: HashMap<String, Attachable>,
     shutting_down: bool,
 }
 
@@ -207,6 +305,7 @@ impl Supervisor {
         let Some(info) = st.exited.remove(id) else {
             return;
         };
+        st.attach.remove(id);
         if let Some(rec) = st.containers.get_mut(id) {
             rec.exit = Some(info);
             let _ = self.exits.send(rec.clone());
@@ -235,15 +334,43 @@ impl Supervisor {
                 self.config.runtime_root.clone(),
             )
         });
+        let tty = bundle_terminal(&spec.bundle);
         let mut cmd = std::process::Command::new(&runtime);
         cmd.arg("--root")
             .arg(&runtime_root)
             .args(["run", "--detach", "--pid-file"])
             .arg(&pid_file)
             .arg("--bundle")
-            .arg(&spec.bundle)
-            .arg(&spec.id)
-            .stdin(if spec.stdin {
+            .arg(&spec.bundle);
+        // With a terminal, runc sends its master to this socket.
+        let mut console = None;
+        if tty {
+            let path = self.console_socket();
+            let _ = std::fs::remove_file(&path);
+            let listener = match UnixListener::bind(&path) {
+                Ok(l) => l,
+                Err(e) => {
+                    return Reply::Failed {
+                        message: format!("console socket {}: {e}", path.display()),
+                    }
+                }
+            };
+            cmd.arg("--console-socket").arg(&path);
+            let remove = path.clone();
+            let task = tokio::spawn(async move {
+                let got =
+                    tokio::time::timeout(Duration::from_secs(60), attach::recv_console(&listener))
+                        .await;
+                let _ = std::fs::remove_file(&path);
+                match got {
+                    Ok(r) => r,
+                    Err(_) => Err(std::io::Error::other("runc sent no terminal")),
+                }
+            });
+            console = Some((remove, task));
+        }
+        cmd.arg(&spec.id)
+            .stdin(if spec.stdin && !tty {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -254,9 +381,13 @@ impl Supervisor {
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
+                if let Some((path, task)) = console {
+                    task.abort();
+                    let _ = std::fs::remove_file(path);
+                }
                 return Reply::Failed {
                     message: format!("running {}: {e}", runtime.display()),
-                }
+                };
             }
         };
         // Nothing awaits between spawn and here, so the reaper cannot have
@@ -283,6 +414,10 @@ impl Supervisor {
             }
         };
         if runc_exit.code != 0 {
+            if let Some((path, task)) = console.take() {
+                task.abort();
+                let _ = std::fs::remove_file(path);
+            }
             // Nothing started: whatever is in the pipes is the runtime's error.
             let mut message = String::new();
             for fd in [stderr, stdout].into_iter().flatten() {
@@ -291,17 +426,40 @@ impl Supervisor {
                 }
             }
             if message.is_empty() {
-                message = format!(
-                    "{} exited with {}",
-                    runtime.display(),
-                    runc_exit.code
-                );
+                message = format!("{} exited with {}", runtime.display(), runc_exit.code);
             }
             return Reply::Failed {
                 message: clean_runc_error(&message),
             };
         }
-        drop(stdin); // attach is not kept yet: the container sees EOF
+        // runc has exited: it sent the terminal's master or never will.
+        let pty = match console.take() {
+            None => None,
+            Some((path, task)) => {
+                let got = tokio::time::timeout(Duration::from_secs(5), task).await;
+                let _ = std::fs::remove_file(path);
+                match got {
+                    Ok(Ok(Ok(fd))) => match Pty::new(fd) {
+                        Ok(p) => Some(Arc::new(p)),
+                        Err(e) => {
+                            return Reply::Failed {
+                                message: format!("the container's terminal: {e}"),
+                            }
+                        }
+                    },
+                    Ok(Ok(Err(e))) => {
+                        return Reply::Failed {
+                            message: format!("receiving the container's terminal: {e}"),
+                        }
+                    }
+                    Ok(Err(_)) | Err(_) => {
+                        return Reply::Failed {
+                            message: "the runtime sent no terminal".into(),
+                        }
+                    }
+                }
+            }
+        };
         let pid = match std::fs::read_to_string(&pid_file)
             .ok()
             .and_then(|s| s.trim().parse::<i32>().ok())
@@ -332,18 +490,49 @@ impl Supervisor {
             log_path: spec.log_path.clone(),
             exit: None,
         };
+        let (output, _) = broadcast::channel(ATTACH_BACKLOG);
+        let sink = match (&pty, stdin) {
+            (Some(p), _) if spec.stdin => Some(Sink::Pty(p.clone())),
+            (None, Some(fd)) => tokio::net::unix::pipe::Sender::from_owned_fd(fd)
+                .ok()
+                .map(Sink::Pipe),
+            _ => None,
+        };
+        let stdin = sink.map(|sink| {
+            let (tx, rx) = mpsc::channel(16);
+            tokio::spawn(feed_stdin(sink, rx));
+            tx
+        });
         {
             let mut st = lock(&self.state);
             st.containers.insert(spec.id.clone(), rec.clone());
-            let streams = [(stdout, Stream::Stdout), (stderr, Stream::Stderr)];
+            st.attach.insert(
+                spec.id.clone(),
+                Attachable {
+                    tty: pty.is_some(),
+                    output: output.clone(),
+                    stdin,
+                    stdin_once: spec.stdin_once,
+                    pty: pty.clone(),
+                },
+            );
+            let mut sources = vec![
+                (stdout.map(Source::Pipe), Stream::Stdout),
+                (stderr.map(Source::Pipe), Stream::Stderr),
+            ];
+            if let Some(p) = pty {
+                // The terminal is the container's stdout and stderr.
+                sources.push((Some(Source::Pty(p)), Stream::Stdout));
+            }
             let mut n = 0;
-            for (fd, stream) in streams {
-                let Some(fd) = fd else { continue };
+            for (source, stream) in sources {
+                let Some(source) = source else { continue };
                 n += 1;
                 let me = self.clone();
                 let writer = writer.clone();
                 let id = spec.id.clone();
-                tokio::spawn(async move { me.copy(id, fd, stream, writer).await });
+                let output = output.clone();
+                tokio::spawn(async move { me.copy(id, source, stream, writer, output).await });
             }
             st.copiers.insert(spec.id.clone(), n);
             if let Some(info) = st.unclaimed.remove(&pid) {
@@ -355,37 +544,162 @@ impl Supervisor {
         Reply::Started(rec)
     }
 
+    /// Copy output into the log and to attached clients, as it is read.
     async fn copy(
         self: Arc<Self>,
         id: String,
-        fd: OwnedFd,
+        source: Source,
         stream: Stream,
         writer: Arc<Mutex<LogWriter>>,
+        output: broadcast::Sender<(Stream, Bytes)>,
     ) {
-        match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
-            Ok(mut rx) => {
-                let mut buf = vec![0u8; 32 * 1024];
-                loop {
-                    match rx.read(&mut buf).await {
-                        Ok(0) | Err(_) => break,
-                        Ok(n) => {
-                            if let Err(e) = lock(&writer).write(stream, &buf[..n]) {
-                                tracing::warn!(container = %id, error = %e, "writing the container log failed");
-                            }
-                        }
-                    }
+        let mut pipe = None;
+        let mut pty = None;
+        match source {
+            Source::Pipe(fd) => match tokio::net::unix::pipe::Receiver::from_owned_fd(fd) {
+                Ok(rx) => pipe = Some(rx),
+                Err(e) => {
+                    tracing::warn!(container = %id, error = %e, "reading container output failed")
+                }
+            },
+            Source::Pty(p) => pty = Some(p),
+        }
+        if pipe.is_some() || pty.is_some() {
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                let read = match (&mut pipe, &pty) {
+                    (Some(rx), _) => rx.read(&mut buf).await,
+                    (None, Some(p)) => p.read(&mut buf).await,
+                    (None, None) => Ok(0),
+                };
+                let data = match read {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => buf.get(..n).unwrap_or_default(),
+                };
+                if let Err(e) = lock(&writer).write(stream, data) {
+                    tracing::warn!(container = %id, error = %e, "writing the container log failed");
+                }
+                if output.receiver_count() > 0 {
+                    // Never waits: a client that falls behind is dropped.
+                    let _ = output.send((stream, Bytes::copy_from_slice(data)));
                 }
             }
-            Err(e) => {
-                tracing::warn!(container = %id, error = %e, "reading container output failed")
-            }
         }
+        drop(pty);
         let _ = lock(&writer).finish(stream);
         let mut st = lock(&self.state);
         if let Some(n) = st.copiers.get_mut(&id) {
             *n = n.saturating_sub(1);
         }
         self.maybe_finish(&mut st, &id);
+    }
+
+    /// A fresh path for a `--console-socket` (short: socket paths are
+    /// limited to 108 bytes).
+    fn console_socket(&self) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.config.root.join(format!("console-{n}.sock"))
+    }
+
+    /// An attach that wrote to stdin ended: with stdinOnce, stdin closes
+    /// for good.
+    fn stdin_ended(&self, id: &str) {
+        let closing = {
+            let mut st = lock(&self.state);
+            match st.attach.get_mut(id) {
+                Some(a) if a.stdin_once => a.stdin.take(),
+                _ => None,
+            }
+        };
+        if let Some(tx) = closing {
+            // After the input already queued.
+            tokio::spawn(async move {
+                let _ = tx.send(StdinMsg::Close).await;
+            });
+        }
+    }
+
+    /// Serve an attach: the container's output as it is read goes to the
+    /// client, its input to the container, until the output ends or the
+    /// client leaves or falls behind.
+    async fn attach(
+        self: Arc<Self>,
+        id: String,
+        want_stdin: bool,
+        mut read: BufReader<OwnedReadHalf>,
+        mut write: OwnedWriteHalf,
+    ) -> Result<(), SupervisorError> {
+        let found = {
+            let st = lock(&self.state);
+            st.attach
+                .get(&id)
+                .map(|a| (a.output.subscribe(), a.tty, a.stdin.clone(), a.pty.clone()))
+        };
+        let Some((mut rx, tty, stdin, pty)) = found else {
+            let message = format!("container {id} is not running");
+            return send(&mut write, &Reply::Failed { message }).await;
+        };
+        let reply = Reply::Attached {
+            tty,
+            stdin: stdin.is_some(),
+        };
+        send(&mut write, &reply).await?;
+        let writes_stdin = want_stdin && stdin.is_some();
+        let me = self.clone();
+        let input_id = id.clone();
+        let mut input = tokio::spawn(async move {
+            let mut stdin = if want_stdin { stdin } else { None };
+            while let Ok(Some((kind, payload))) = attach::read_frame(&mut read).await {
+                match kind {
+                    attach::STDIN => {
+                        if let Some(tx) = &stdin {
+                            if tx.send(StdinMsg::Data(payload)).await.is_err() {
+                                stdin = None;
+                            }
+                        }
+                    }
+                    attach::STDIN_EOF if stdin.take().is_some() => me.stdin_ended(&input_id),
+                    attach::RESIZE => {
+                        if let (Some(p), Some(size)) = (&pty, attach::parse_resize(&payload)) {
+                            p.resize(size);
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        });
+        loop {
+            tokio::select! {
+                m = rx.recv() => match m {
+                    Ok((stream, data)) => {
+                        let kind = match stream {
+                            Stream::Stdout => attach::STDOUT,
+                            Stream::Stderr => attach::STDERR,
+                        };
+                        let sent = tokio::time::timeout(
+                            ATTACH_WRITE_TIMEOUT,
+                            attach::write_frame(&mut write, kind, &data),
+                        )
+                        .await;
+                        if !matches!(sent, Ok(Ok(()))) {
+                            break; // gone or stuck
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::info!(container = %id, missed, "dropping an attach client that fell behind");
+                        break;
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break,
+                },
+                _ = &mut input => break, // the client closed its side
+            }
+        }
+        input.abort();
+        if writes_stdin {
+            self.stdin_ended(&id);
+        }
+        Ok(())
     }
 
     async fn serve(self: Arc<Self>, conn: UnixStream) -> Result<(), SupervisorError> {
@@ -401,6 +715,9 @@ impl Supervisor {
                 pid: std::process::id(),
             },
             Request::Start(spec) => self.start(spec).await,
+            Request::Attach { id, stdin } => {
+                return self.attach(id, stdin, lines.into_inner(), write).await
+            }
             Request::List => Reply::Containers {
                 containers: lock(&self.state).containers.values().cloned().collect(),
             },
@@ -409,6 +726,7 @@ impl Supervisor {
                 if st.containers.get(&id).is_some_and(|c| c.exit.is_some()) {
                     st.containers.remove(&id);
                     st.copiers.remove(&id);
+                    st.attach.remove(&id);
                 }
                 Reply::Ok {
                     pid: std::process::id(),
@@ -609,6 +927,33 @@ impl Client {
         self.call(&Request::Forget { id: id.into() })
             .await
             .map(|_| ())
+    }
+
+    /// Attach to container `id`'s stdio: the connection then carries
+    /// frames ([`super::attach`]); closing it detaches.
+    pub async fn attach(
+        &self,
+        id: &str,
+        stdin: bool,
+    ) -> Result<(AttachInfo, BufReader<OwnedReadHalf>, OwnedWriteHalf), SupervisorError> {
+        let conn = UnixStream::connect(&self.socket).await?;
+        let (read, mut write) = conn.into_split();
+        let req = Request::Attach {
+            id: id.into(),
+            stdin,
+        };
+        let mut line =
+            serde_json::to_vec(&req).map_err(|e| SupervisorError::Protocol(e.to_string()))?;
+        line.push(b'\n');
+        write.write_all(&line).await?;
+        let mut read = BufReader::new(read);
+        let mut first = String::new();
+        read.read_line(&mut first).await?;
+        match serde_json::from_str::<Reply>(&first) {
+            Ok(Reply::Attached { tty, stdin }) => Ok((AttachInfo { tty, stdin }, read, write)),
+            Ok(Reply::Failed { message }) => Err(SupervisorError::Failed(message)),
+            other => Err(SupervisorError::Protocol(format!("attach: {other:?}"))),
+        }
     }
 
     /// Ask it to exit once no container runs.
