@@ -900,3 +900,42 @@ spec:
     assert!((10..=14).contains(&gap1), "10 s of back-off: {starts:?}");
     assert!((20..=25).contains(&gap2), "then 20 s: {starts:?}");
 }
+
+#[test]
+fn pods_the_api_lost_are_stopped_and_cleaned_after_a_restart() {
+    let mut s = node_server();
+    s.ok(&[
+        "run",
+        "orphan",
+        "--image=busybox:test",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    let pod = wait_phase(&s, "orphan", "Running");
+    let uid = pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(runc_containers(&s).len(), 1);
+    // The server dies and comes back with an empty store: the pod is gone
+    // from the API, its container is not (yet).
+    s.kill9();
+    for f in ["state.db", "state.db-wal", "state.db-shm"] {
+        let _ = std::fs::remove_file(s.dir.path().join(f));
+    }
+    s.restart();
+    until(
+        Duration::from_secs(60),
+        || (runc_containers(&s).is_empty() && mounts_of(&uid) == 0).then_some(()),
+        || {
+            format!(
+                "{:?} mounts {}\n{}",
+                runc_containers(&s),
+                mounts_of(&uid),
+                s.log()
+            )
+        },
+    );
+    assert!(!s.dir.path().join("node").join("pods").join(&uid).exists());
+}

@@ -608,6 +608,13 @@ impl Shared {
                         for uid in gone {
                             self.queue.add(&uid);
                         }
+                        // Pods the runtime has that the API does not (deleted
+                        // while this agent was away): stopped by their sync.
+                        for uid in self.runtime.pod_uids() {
+                            if !seen.contains(&uid) {
+                                self.queue.add(&uid);
+                            }
+                        }
                     }
                 }
                 Some(Ok(Event::Apply(p))) => self.observe(p),

@@ -277,4 +277,11 @@ pub trait NodeRuntime: Send + Sync + 'static {
 
     /// Current usage of the pod's containers.
     async fn stats(&self, uid: &str) -> Option<PodStats>;
+
+    /// Every pod the runtime still has something of (running or left on
+    /// disk), so that after a restart the agent stops those the API no
+    /// longer knows.
+    fn pod_uids(&self) -> Vec<String> {
+        Vec::new()
+    }
 }

@@ -555,6 +555,10 @@ impl NodeRuntime for SandboxRuntime {
         Ok(())
     }
 
+    fn pod_uids(&self) -> Vec<String> {
+        self.known_pods()
+    }
+
     async fn pod_status(&self, uid: &str) -> Option<PodRuntimeStatus> {
         self.worker(uid).map(|w| w.status())
     }
