@@ -786,6 +786,9 @@ impl PodWorker {
                     let (name, image) = (name.clone(), image.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(2)).await;
+                        if !worker.dir.join("state.json").exists() {
+                            return; // the pod is gone meanwhile
+                        }
                         let backing_off = worker.with_container(&node, kind, i, |c| {
                             let still = c.current.is_none()
                                 && c.not_before == until
