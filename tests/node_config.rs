@@ -425,9 +425,10 @@ fn volumes_carry_config_maps_secrets_the_downward_api_and_shared_scratch_space()
 }
 
 #[test]
-fn an_updated_config_map_reaches_the_mounted_file_of_a_running_pod() {
+fn updated_config_maps_secrets_and_labels_reach_the_mounted_files_of_a_running_pod() {
     let s = node_server();
     apply(&s, &config_map("live", json!({"greeting": "hello"})));
+    apply(&s, &secret("livesec", &[("token", "old")]));
     let pod = json!({
         "apiVersion": "v1", "kind": "Pod",
         "metadata": {"name": "watcher", "labels": {"version": "1"}},
@@ -435,6 +436,7 @@ fn an_updated_config_map_reaches_the_mounted_file_of_a_running_pod() {
             "restartPolicy": "Never",
             "volumes": [
                 {"name": "cfg", "configMap": {"name": "live"}},
+                {"name": "sec", "secret": {"secretName": "livesec"}},
                 {"name": "info", "downwardAPI": {"items": [{"path": "labels", "fieldRef": {"fieldPath": "metadata.labels"}}]}}
             ],
             "containers": [{
@@ -442,7 +444,8 @@ fn an_updated_config_map_reaches_the_mounted_file_of_a_running_pod() {
                 "volumeMounts": [
                     {"name": "cfg", "mountPath": "/etc/cfg"},
                     {"name": "cfg", "mountPath": "/etc/pinned", "subPath": "greeting"},
-                    {"name": "info", "mountPath": "/etc/info"}
+                    {"name": "info", "mountPath": "/etc/info"},
+                    {"name": "sec", "mountPath": "/etc/sec"}
                 ]
             }]
         }
@@ -463,6 +466,15 @@ fn an_updated_config_map_reaches_the_mounted_file_of_a_running_pod() {
         || describe(&s, "watcher"),
     );
     assert_eq!(cat(&s, "watcher", "main", "/etc/cfg/added"), "new");
+    apply(&s, &secret("livesec", &[("token", "rotated")]));
+    until(
+        Duration::from_secs(30),
+        || {
+            let now = exec(&s, "watcher", "main", &["cat", "/etc/sec/token"]).ok()?;
+            (now == "rotated").then_some(())
+        },
+        || describe(&s, "watcher"),
+    );
     // A subPath mount is a bind of the file: as in Kubernetes, it keeps
     // what it had when the container started.
     assert_eq!(cat(&s, "watcher", "main", "/etc/pinned"), "hello");
