@@ -1,0 +1,255 @@
+//! `kubectl attach` and interactive containers on the real node: stdin
+//! pipes kept by the supervisor, terminals from runc's console socket,
+//! output streamed to attached clients and still in the logs. Needs root.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::{wait_for, Server};
+
+fn until<T>(
+    timeout: Duration,
+    mut f: impl FnMut() -> Option<T>,
+    mut describe: impl FnMut() -> String,
+) -> T {
+    wait_for(timeout, "a pod condition", || f().ok_or_else(&mut describe))
+}
+
+/// busybox-static as `busybox:test` (entrypoint-less, cmd `sh`).
+fn busybox_archive(dir: &Path) -> PathBuf {
+    let path = dir.join("busybox.oci.tar");
+    skiff_image::build::ImageBuilder::busybox()
+        .expect("busybox image")
+        .cmd(["sh"])
+        .write_oci_archive(&path, Some("busybox:test"))
+        .expect("write image");
+    path
+}
+
+fn node_server() -> Server {
+    let s = Server::start_node(&[]);
+    let archive = busybox_archive(s.dir.path());
+    s.import_image(&archive);
+    until(
+        Duration::from_secs(30),
+        || {
+            let out = s.kubectl(&[
+                "get",
+                "node",
+                "skiff-node",
+                "-o",
+                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
+            ]);
+            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
+        },
+        || s.log(),
+    );
+    s
+}
+
+fn wait_phase(s: &Server, name: &str, phase: &str) -> serde_json::Value {
+    until(
+        Duration::from_secs(60),
+        || {
+            let p = s.get_json(&["pod", name]);
+            (p["status"]["phase"] == phase).then_some(p)
+        },
+        || format!("{}\n{}", s.get_json(&["pod", name]), s.log()),
+    )
+}
+
+/// A busybox pod running `script` in one container `main`.
+fn create_pod(s: &Server, name: &str, script: &str, stdin: bool, tty: bool) {
+    let pod = serde_json::json!({
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name},
+        "spec": {
+            "restartPolicy": "Never",
+            "terminationGracePeriodSeconds": 1,
+            "containers": [{
+                "name": "main",
+                "image": "busybox:test",
+                "command": ["sh", "-c", script],
+                "stdin": stdin,
+                "tty": tty,
+            }],
+        },
+    });
+    s.ok_stdin(&["create", "-f", "-"], &pod.to_string());
+}
+
+#[test]
+fn run_i_pipes_stdin_into_the_container() {
+    let s = node_server();
+    // kubectl's own flow: stdin and stdinOnce on the container, attach
+    // once it runs, the pod deleted afterwards.
+    let out = s.ok_stdin(
+        &[
+            "run",
+            "-i",
+            "--rm",
+            "--restart=Never",
+            "--image=busybox:test",
+            "once",
+            "--",
+            "sh",
+            "-c",
+            "read l; echo got $l",
+        ],
+        "hello\n",
+    );
+    assert!(out.contains("got hello"), "{out}\n{}", s.log());
+    until(
+        Duration::from_secs(30),
+        || (!s.kubectl(&["get", "pod", "once"]).status.success()).then_some(()),
+        || s.log(),
+    );
+
+    // Without --rm: stdout and stderr both reach kubectl, the container
+    // ends once stdin closes (stdinOnce), and the logs keep the output.
+    let out = s.kubectl_stdin(
+        &[
+            "run",
+            "-i",
+            "--restart=Never",
+            "--image=busybox:test",
+            "kept",
+            "--",
+            "sh",
+            "-c",
+            "while read l; do echo out $l; echo err $l >&2; done; echo stdin closed",
+        ],
+        "one\ntwo\n",
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stdout}\n{stderr}\n{}", s.log());
+    assert!(stdout.contains("out one"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("out two"), "{stdout}\n{stderr}");
+    assert!(stdout.contains("stdin closed"), "{stdout}\n{stderr}");
+    assert!(stderr.contains("err two"), "{stdout}\n{stderr}");
+    let pod = wait_phase(&s, "kept", "Succeeded");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 0,
+        "{pod}"
+    );
+    // Both streams are in the log (their order across streams is the
+    // copiers').
+    let logs = s.ok(&["logs", "kept"]);
+    for line in ["out one", "err one", "out two", "err two", "stdin closed"] {
+        assert!(
+            logs.lines().any(|l| l == line),
+            "{line:?} missing in {logs}"
+        );
+    }
+}
+
+#[test]
+fn attach_streams_output_as_it_comes_and_logs_keep_it() {
+    let s = node_server();
+    // Prints "before", then ticks until told to stop.
+    create_pod(
+        &s,
+        "ticker",
+        "echo before; i=0; while [ ! -e /tmp/stop ] && [ $i -lt 3000 ]; do \
+         i=$((i+1)); echo tick $i; sleep 0.1; done; echo done; exit 3",
+        false,
+        false,
+    );
+    wait_phase(&s, "ticker", "Running");
+    until(
+        Duration::from_secs(20),
+        || s.ok(&["logs", "ticker"]).contains("before").then_some(()),
+        || s.log(),
+    );
+    let mut attach = s.spawn_kubectl(&["attach", "ticker"]);
+    // Output reaches the attached client while the container runs.
+    until(
+        Duration::from_secs(30),
+        || attach.stdout().contains("tick").then_some(()),
+        || format!("{}\n{}\n{}", attach.stdout(), attach.stderr(), s.log()),
+    );
+    s.ok(&["exec", "ticker", "--", "touch", "/tmp/stop"]);
+    // The attach ends with the container.
+    attach.wait_exit(Duration::from_secs(30));
+    let seen = attach.stdout();
+    assert!(seen.contains("done"), "{seen}\n{}", attach.stderr());
+    // Attaching does not replay what was written before.
+    assert!(!seen.contains("before"), "{seen}");
+    let pod = wait_phase(&s, "ticker", "Failed");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 3,
+        "{pod}"
+    );
+    let logs = s.ok(&["logs", "ticker"]);
+    assert!(logs.starts_with("before\ntick 1\n"), "{logs}");
+    assert!(logs.ends_with("done\n"), "{logs}");
+
+    // A finished container cannot be attached to.
+    let err = s.fails(&["attach", "ticker"]);
+    assert!(
+        err.contains("completed") || err.contains("not running"),
+        "{err}"
+    );
+}
+
+#[test]
+fn attach_it_drives_a_terminal_in_the_container() {
+    let s = node_server();
+    create_pod(&s, "term", "echo started; exec sh", true, true);
+    wait_phase(&s, "term", "Running");
+    until(
+        Duration::from_secs(20),
+        || s.ok(&["logs", "term"]).contains("started").then_some(()),
+        || s.log(),
+    );
+    // kubectl needs a terminal of its own: `script` gives it one, sized so
+    // the resize reaches the container's terminal.
+    let mut script = Command::new("script")
+        .arg("-qc")
+        .arg(format!(
+            "stty cols 91 rows 27; kubectl --kubeconfig {} attach -it term",
+            s.kubeconfig.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut input = script.stdin.take().unwrap();
+    // Typed into kubectl's terminal; kept open (no EOF) until the shell
+    // in the container exits.
+    input
+        .write_all(b"tty; stty size; echo hi-$((40+2)); exit 7\n")
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(script.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(60))
+        .unwrap_or_else(|_| panic!("kubectl attach -it did not end\n{}", s.log()))
+        .unwrap();
+    drop(input);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("hi-42"), "{text}\n{}", s.log());
+    assert!(text.contains("/dev/pts/"), "{text}");
+    assert!(text.contains("27 91"), "{text}");
+    let pod = wait_phase(&s, "term", "Failed");
+    assert_eq!(
+        pod["status"]["containerStatuses"][0]["state"]["terminated"]["exitCode"], 7,
+        "{pod}"
+    );
+    // Terminal output is the container's stdout in its log.
+    let logs = s.ok(&["logs", "term"]);
+    assert!(logs.contains("started"), "{logs}");
+    assert!(logs.contains("hi-42"), "{logs}");
+}
