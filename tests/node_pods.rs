@@ -123,6 +123,15 @@ fn a_pod_runs_as_a_real_container_with_its_own_address_and_logs() {
 
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
     assert!(mounts_of(&uid) >= 3, "the pod's namespaces are bind mounts");
+    let parent = s.arg("--cgroup-parent").unwrap_or_default();
+    let pod_cgroup = Path::new("/sys/fs/cgroup/memory")
+        .join(&parent)
+        .join(format!("pod{uid}"));
+    assert!(
+        pod_cgroup.is_dir(),
+        "{} exists while the pod runs",
+        pod_cgroup.display()
+    );
     s.ok(&["delete", "pod", "hello", "--grace-period=1"]);
     until(
         Duration::from_secs(30),
@@ -132,8 +141,23 @@ fn a_pod_runs_as_a_real_container_with_its_own_address_and_logs() {
         },
         || s.log(),
     );
-    // Its namespaces (bind mounts) and root filesystem are gone with it.
+    // Its namespaces (bind mounts) and root filesystem are gone with it,
+    // its veth left the bridge, its cgroups are removed.
     assert_eq!(mounts_of(&uid), 0, "mounts of pod {uid} left behind");
+    let bridge = s.arg("--node-bridge").unwrap_or_default();
+    let veths = std::process::Command::new("ip")
+        .args(["-o", "link", "show", "master", &bridge])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    assert!(veths.trim().is_empty(), "veths left on {bridge}: {veths}");
+    for hierarchy in ["memory", "cpu", "pids", "unified"] {
+        let dir = Path::new("/sys/fs/cgroup")
+            .join(hierarchy)
+            .join(&parent)
+            .join(format!("pod{uid}"));
+        assert!(!dir.exists(), "{} left behind", dir.display());
+    }
     let pods_dir = s.dir.path().join("node").join("pods");
     let left: Vec<_> = std::fs::read_dir(&pods_dir)
         .map(|rd| rd.flatten().map(|e| e.path()).collect())

@@ -543,6 +543,12 @@ impl Server {
         Server::start_with(&args)
     }
 
+    /// The value of a `skiff server` argument this server was started with.
+    pub fn arg(&self, flag: &str) -> Option<String> {
+        let i = self.extra_args.iter().position(|a| a == flag)?;
+        self.extra_args.get(i + 1).cloned()
+    }
+
     /// The node arguments this server was started with (for `skiff node reset`).
     fn node_args(&self) -> Vec<String> {
         let mut out = Vec::new();
