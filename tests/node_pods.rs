@@ -963,3 +963,42 @@ fn pods_the_api_lost_are_stopped_and_cleaned_after_a_restart() {
     );
     assert!(!s.dir.path().join("node").join("pods").join(&uid).exists());
 }
+
+#[test]
+fn a_killed_supervisor_is_replaced_and_its_containers_restarted() {
+    let s = node_server();
+    s.ok(&[
+        "run",
+        "keep",
+        "--image=busybox:test",
+        "--",
+        "sh",
+        "-c",
+        "echo started; sleep 3600",
+    ]);
+    wait_phase(&s, "keep", "Running");
+    let pid_file = s.dir.path().join("node/supervisor/supervisor.pid");
+    let pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    let _ = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status();
+    // A new supervisor comes up; the container it does not know is
+    // replaced (restartPolicy Always), and logs work again.
+    until(
+        Duration::from_secs(60),
+        || {
+            let c = container_status(&s, "keep");
+            (c["restartCount"].as_i64().unwrap_or(0) >= 1 && c["state"]["running"].is_object())
+                .then_some(())
+        },
+        || format!("{}\n{}", container_status(&s, "keep"), s.log()),
+    );
+    let new_pid = std::fs::read_to_string(&pid_file).unwrap_or_default();
+    assert_ne!(new_pid.trim(), pid.trim());
+    assert_eq!(runc_containers(&s).len(), 1, "the old container is gone");
+    until(
+        Duration::from_secs(20),
+        || s.ok(&["logs", "keep"]).contains("started").then_some(()),
+        || s.log(),
+    );
+}

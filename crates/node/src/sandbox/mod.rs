@@ -435,6 +435,14 @@ async fn route_exits(node: std::sync::Weak<Node>) {
                 deliver(&n, rec);
             }
         }
+        // A new supervisor (the old one died) knows none of the containers
+        // started before: workers treat those as gone.
+        if let Some(n) = node.upgrade() {
+            let workers: Vec<Arc<PodWorker>> = lock(&n.pods).values().cloned().collect();
+            for w in workers {
+                w.send(Cmd::Resync);
+            }
+        }
         while let Some(rec) = rx.recv().await {
             let Some(n) = node.upgrade() else { return };
             deliver(&n, rec);

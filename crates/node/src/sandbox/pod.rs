@@ -56,6 +56,9 @@ pub(crate) enum Cmd {
         ok: bool,
     },
     Exit(ContainerRecord),
+    /// The supervisor connection was (re)made: check that every container
+    /// thought running is still known to it.
+    Resync,
     Stop {
         grace: Duration,
         done: oneshot::Sender<()>,
@@ -467,6 +470,7 @@ impl PodWorker {
                 Some(Cmd::Update(pod)) => *lock(&self.pod) = Some(pod),
                 Some(Cmd::Probe { id, kind, ok }) => self.probed(&node, &id, kind, ok).await,
                 Some(Cmd::Exit(rec)) => self.exited(&node, rec).await,
+                Some(Cmd::Resync) => self.adopt(&node).await,
                 Some(Cmd::Stop { grace, done }) => {
                     self.shutdown(&node, grace, &mut rx).await;
                     let _ = done.send(());
@@ -499,7 +503,10 @@ impl PodWorker {
         if running.is_empty() {
             return;
         }
-        let list = node.supervisor.list().await.unwrap_or_default();
+        let Ok(list) = node.supervisor.list().await else {
+            // Not reachable now: judge nothing (the next resync will).
+            return;
+        };
         for id in running {
             match list.iter().find(|r| r.id == id) {
                 Some(rec) if rec.exit.is_none() => {} // still running: keep it
@@ -1298,7 +1305,7 @@ impl PodWorker {
                 Ok(Some(Cmd::Stop { done, .. })) => {
                     let _ = done.send(());
                 }
-                Ok(Some(Cmd::Update(_) | Cmd::Probe { .. })) => {}
+                Ok(Some(Cmd::Update(_) | Cmd::Probe { .. } | Cmd::Resync)) => {}
                 Ok(None) => break,
                 Err(_) if killed => {
                     // Exits never came: the supervisor lost them. Clean up anyway.
