@@ -98,12 +98,12 @@ async fn setup_volume(
     if let Some(ed) = &v.empty_dir {
         std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
         if ed.medium.as_deref() == Some("Memory") {
-            let size = ed
+            let limit = ed
                 .size_limit
                 .as_ref()
                 .and_then(|q| crate::quantity::bytes(&q.0))
                 .filter(|b| *b > 0);
-            mount_tmpfs(&dir, size, 0o777)?;
+            mount_tmpfs(&dir, Some(memory_volume_size(pod, facts, limit)), 0o777)?;
         }
         let gid = fs_group(pod);
         let mode = if gid.is_some() { 0o2777 } else { 0o777 };
@@ -126,6 +126,29 @@ async fn setup_volume(
     write_atomic(&dir, &payload, fs_group(pod))
         .map_err(|e| format!("writing the volume's files: {e}"))?;
     Ok(())
+}
+
+/// The size of a memory-backed emptyDir, as the kubelet sizes it: its
+/// `sizeLimit`, at most what the pod may use (the sum of its containers'
+/// memory limits when all have one, else node allocatable).
+fn memory_volume_size(pod: &Pod, facts: &PodFacts, limit: Option<u64>) -> u64 {
+    let containers = pod
+        .spec
+        .as_ref()
+        .map(|s| s.containers.as_slice())
+        .unwrap_or_default();
+    let limits: Option<Vec<u64>> = containers
+        .iter()
+        .map(|c| {
+            let q = c.resources.as_ref()?.limits.as_ref()?.get("memory")?;
+            crate::quantity::bytes(&q.0)
+        })
+        .collect();
+    let pod_max = limits
+        .filter(|l| !l.is_empty())
+        .map_or(facts.memory_bytes, |l| l.iter().sum::<u64>())
+        .min(facts.memory_bytes);
+    limit.map_or(pod_max, |l| l.min(pod_max))
 }
 
 /// A tmpfs on `dir` unless one is there already.
@@ -779,6 +802,35 @@ mod tests {
         assert_eq!(meta.permissions().mode() & 0o777, 0o440);
         // Unchanged content with the same group: nothing rewritten.
         assert!(!write_atomic(dir, &files(&[("k", "v", 0o400)]), Some(4321)).unwrap());
+    }
+
+    #[test]
+    fn memory_volumes_are_sized_by_limit_and_pod() {
+        let pod = |limits: serde_json::Value| -> Pod {
+            serde_json::from_value(serde_json::json!({
+                "spec": {"containers": [
+                    {"name": "a", "resources": {"limits": limits.clone()}},
+                    {"name": "b", "resources": {"limits": limits}}
+                ]}
+            }))
+            .unwrap()
+        };
+        let facts = PodFacts {
+            memory_bytes: 1 << 30,
+            ..Default::default()
+        };
+        let limited = pod(serde_json::json!({"memory": "64Mi"}));
+        let open = pod(serde_json::json!({}));
+        assert_eq!(memory_volume_size(&limited, &facts, None), 128 << 20);
+        assert_eq!(
+            memory_volume_size(&limited, &facts, Some(16 << 20)),
+            16 << 20
+        );
+        assert_eq!(
+            memory_volume_size(&limited, &facts, Some(4 << 30)),
+            128 << 20
+        );
+        assert_eq!(memory_volume_size(&open, &facts, None), 1 << 30);
     }
 
     #[test]
