@@ -993,8 +993,64 @@ impl Client {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_attach_client_that_never_reads_does_not_hold_up_the_log() {
+        use std::io::Write;
+        let dir = tempfile::Builder::new()
+            .prefix("attach-copy-")
+            .tempdir()
+            .unwrap();
+        let sup = Arc::new(Supervisor {
+            config: SupervisorConfig {
+                root: dir.path().to_path_buf(),
+                runtime: "runc".into(),
+                runtime_root: dir.path().join("runc"),
+                log_max_bytes: 1 << 30,
+                log_max_files: 1,
+            },
+            state: Mutex::new(State::default()),
+            exits: broadcast::channel(4).0,
+            quit: tokio::sync::Notify::new(),
+        });
+        let log = dir.path().join("c.log");
+        let writer = Arc::new(Mutex::new(LogWriter::open(&log, 1 << 30, 1).unwrap()));
+        // Subscribed like an attached client, and never read.
+        let (output, mut stuck) = broadcast::channel(ATTACH_BACKLOG);
+        let (r, mut w) = std::io::pipe().unwrap();
+        let pad = "x".repeat(100);
+        let line = move |i: usize| format!("line {i:05} {pad}");
+        let feeder = std::thread::spawn(move || {
+            for i in 0..20_000 {
+                writeln!(w, "{}", line(i)).unwrap();
+            }
+        });
+        sup.clone()
+            .copy(
+                "c".into(),
+                Source::Pipe(r.into()),
+                Stream::Stdout,
+                writer,
+                output,
+            )
+            .await;
+        feeder.join().unwrap();
+        let text = std::fs::read_to_string(&log).unwrap();
+        assert_eq!(text.lines().count(), 20_000);
+        let last = text.lines().last().unwrap();
+        assert!(
+            last.ends_with(&format!(" stdout F line 19999 {}", "x".repeat(100))),
+            "{last}"
+        );
+        // The client fell behind (and is dropped by its connection task).
+        assert!(matches!(
+            stuck.try_recv(),
+            Err(broadcast::error::TryRecvError::Lagged(_))
+        ));
+    }
 
     #[test]
     fn runc_errors_are_readable() {
