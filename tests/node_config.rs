@@ -566,3 +566,67 @@ fn a_missing_env_source_is_a_create_container_config_error_until_it_exists() {
     let env = cat(&s, "nokey", "main", "/proc/1/environ");
     assert!(env.split('\0').any(|v| v == "V=now"), "{env:?}");
 }
+
+#[test]
+fn mounted_config_maps_keep_following_the_api_after_a_server_restart() {
+    let mut s = node_server();
+    apply(&s, &config_map("durable", json!({"k": "before"})));
+    let pod = json!({
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": "survivor"},
+        "spec": {
+            "restartPolicy": "Never",
+            "volumes": [
+                {"name": "cfg", "configMap": {"name": "durable"}},
+                {"name": "sec", "secret": {"secretName": "durable-sec", "optional": true}},
+                {"name": "mem", "emptyDir": {"medium": "Memory"}}
+            ],
+            "containers": [{
+                "name": "main", "image": "busybox:test",
+                "command": ["sh", "-c", "echo kept > /mem/f; sleep 3600"],
+                "volumeMounts": [
+                    {"name": "cfg", "mountPath": "/etc/cfg"},
+                    {"name": "sec", "mountPath": "/etc/sec"},
+                    {"name": "mem", "mountPath": "/mem"}
+                ]
+            }]
+        }
+    });
+    apply(&s, &pod);
+    let p = wait_running(&s, "survivor");
+    let uid = p["metadata"]["uid"].as_str().unwrap().to_string();
+    until(
+        Duration::from_secs(20),
+        || exec(&s, "survivor", "main", &["cat", "/mem/f"]).ok(),
+        || describe(&s, "survivor"),
+    );
+    s.restart(); // SIGKILL, then start again on the same data dir
+    wait_running(&s, "survivor");
+    // The container and its memory volume are the same ones.
+    assert_eq!(
+        until(
+            Duration::from_secs(30),
+            || exec(&s, "survivor", "main", &["cat", "/mem/f"]).ok(),
+            || describe(&s, "survivor"),
+        ),
+        "kept\n"
+    );
+    // The optional Secret, absent so far, and the ConfigMap change.
+    apply(&s, &config_map("durable", json!({"k": "after"})));
+    apply(&s, &secret("durable-sec", &[("pw", "late")]));
+    until(
+        Duration::from_secs(30),
+        || {
+            let cfg = exec(&s, "survivor", "main", &["cat", "/etc/cfg/k"]).ok()?;
+            let sec = exec(&s, "survivor", "main", &["cat", "/etc/sec/pw"]).ok()?;
+            (cfg == "after" && sec == "late").then_some(())
+        },
+        || describe(&s, "survivor"),
+    );
+    s.ok(&["delete", "pod", "survivor", "--grace-period=1"]);
+    until(
+        Duration::from_secs(60),
+        || (mounts_of(&uid) == 0).then_some(()),
+        || format!("mounts left for {uid}"),
+    );
+}
