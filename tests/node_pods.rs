@@ -1002,3 +1002,82 @@ fn a_killed_supervisor_is_replaced_and_its_containers_restarted() {
         || s.log(),
     );
 }
+
+#[test]
+fn https_probes_skip_certificate_checks() {
+    let s = node_server();
+    // An HTTPS server on the host with a self-signed certificate; the probe
+    // names it with `host`.
+    let dir = s.dir.path();
+    let (cert, key) = (dir.join("probe.crt"), dir.join("probe.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=probe",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("openssl req");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+        l.local_addr().map(|a| a.port()).unwrap_or(0)
+    };
+    struct KillOnDrop(std::process::Child);
+    impl Drop for KillOnDrop {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _server = KillOnDrop(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &port.to_string()])
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("openssl s_server"),
+    );
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        &format!(
+            r#"
+apiVersion: v1
+kind: Pod
+metadata: {{name: tls}}
+spec:
+  containers:
+  - name: c
+    image: busybox:test
+    command: ["sleep", "3600"]
+    readinessProbe:
+      httpGet: {{scheme: HTTPS, host: 127.0.0.1, port: {port}, path: /}}
+      periodSeconds: 1
+"#
+        ),
+    );
+    until(
+        Duration::from_secs(30),
+        || (container_status(&s, "tls")["ready"] == true).then_some(()),
+        || container_status(&s, "tls").to_string(),
+    );
+}
