@@ -518,9 +518,35 @@ fn a_volume_of_a_missing_config_map_waits_with_failed_mount_until_it_exists() {
         p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"], "ContainerCreating",
         "{p}"
     );
+    // A hostPath of the wrong type fails its check the same way.
+    let missing = s.dir.path().join("no-such-file");
+    let missing = missing.to_str().unwrap();
+    apply(
+        &s,
+        &json!({
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": "wrongtype"},
+            "spec": {
+                "restartPolicy": "Never",
+                "volumes": [{"name": "h", "hostPath": {"path": missing, "type": "File"}}],
+                "containers": [{
+                    "name": "main", "image": "busybox:test", "command": ["sleep", "3600"],
+                    "volumeMounts": [{"name": "h", "mountPath": "/h"}]
+                }]
+            }
+        }),
+    );
+    wait_event(
+        &s,
+        "wrongtype",
+        "FailedMount",
+        &format!("MountVolume.SetUp failed for volume \"h\" : hostPath type check failed: {missing} is not a file"),
+    );
     apply(&s, &config_map("latecm", json!({"k": "finally"})));
     wait_running(&s, "early");
     assert_eq!(cat(&s, "early", "main", "/etc/late/k"), "finally");
+    let p = s.get_json(&["pod", "wrongtype"]);
+    assert_eq!(p["status"]["phase"], "Pending", "{p}");
 }
 
 #[test]
