@@ -170,12 +170,24 @@ fn attach_streams_output_as_it_comes_and_logs_keep_it() {
         || s.log(),
     );
     let mut attach = s.spawn_kubectl(&["attach", "ticker"]);
-    // Output reaches the attached client while the container runs.
+    let other = s.spawn_kubectl(&["attach", "ticker"]);
+    // Output reaches every attached client while the container runs.
+    for a in [&attach, &other] {
+        until(
+            Duration::from_secs(30),
+            || a.stdout().contains("tick").then_some(()),
+            || format!("{}\n{}\n{}", a.stdout(), a.stderr(), s.log()),
+        );
+    }
+    // One client leaving stops neither the container nor the others.
+    drop(other);
+    let seen = attach.stdout().len();
     until(
         Duration::from_secs(30),
-        || attach.stdout().contains("tick").then_some(()),
-        || format!("{}\n{}\n{}", attach.stdout(), attach.stderr(), s.log()),
+        || (attach.stdout().len() > seen).then_some(()),
+        || format!("{}\n{}", attach.stdout(), s.log()),
     );
+    assert_eq!(s.get_json(&["pod", "ticker"])["status"]["phase"], "Running");
     s.ok(&["exec", "ticker", "--", "touch", "/tmp/stop"]);
     // The attach ends with the container.
     attach.wait_exit(Duration::from_secs(30));
@@ -252,4 +264,42 @@ fn attach_it_drives_a_terminal_in_the_container() {
     let logs = s.ok(&["logs", "term"]);
     assert!(logs.contains("started"), "{logs}");
     assert!(logs.contains("hi-42"), "{logs}");
+}
+
+#[test]
+fn run_it_rm_gives_a_shell_in_a_new_pod() {
+    let s = node_server();
+    // tty, stdin and stdinOnce: kubectl's interactive `run`.
+    let mut script = Command::new("script")
+        .arg("-qc")
+        .arg(format!(
+            "kubectl --kubeconfig {} run -it --rm --restart=Never --image=busybox:test shell -- sh",
+            s.kubeconfig.display()
+        ))
+        .arg("/dev/null")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script");
+    let mut input = script.stdin.take().unwrap();
+    input
+        .write_all(b"echo in-$(hostname)-$((6*7)); exit\n")
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(script.wait_with_output());
+    });
+    let out = rx
+        .recv_timeout(Duration::from_secs(90))
+        .unwrap_or_else(|_| panic!("kubectl run -it did not end\n{}", s.log()))
+        .unwrap();
+    drop(input);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("in-shell-42"), "{text}\n{}", s.log());
+    until(
+        Duration::from_secs(30),
+        || (!s.kubectl(&["get", "pod", "shell"]).status.success()).then_some(()),
+        || s.log(),
+    );
 }
