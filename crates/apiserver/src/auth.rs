@@ -44,10 +44,26 @@ impl UserInfo {
     }
 }
 
-/// Static bearer tokens → users.
+/// Static bearer tokens → users; service account JWTs when a signer is set.
 #[derive(Debug, Default, Clone)]
 pub struct Authenticator {
     tokens: HashMap<String, UserInfo>,
+    service_accounts: Option<ServiceAccountTokens>,
+}
+
+/// What checking a service account token needs: the key and the store.
+#[derive(Clone)]
+struct ServiceAccountTokens {
+    signer: Arc<crate::sa_token::TokenSigner>,
+    rest: Arc<crate::rest::Rest>,
+}
+
+impl std::fmt::Debug for ServiceAccountTokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceAccountTokens")
+            .field("signer", &self.signer)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Authenticator {
@@ -57,9 +73,40 @@ impl Authenticator {
         self
     }
 
+    /// Also accept service account tokens signed by `signer` whose objects
+    /// still exist in `rest`'s store.
+    #[must_use]
+    pub fn with_service_account_tokens(
+        mut self,
+        signer: Arc<crate::sa_token::TokenSigner>,
+        rest: Arc<crate::rest::Rest>,
+    ) -> Self {
+        self.service_accounts = Some(ServiceAccountTokens { signer, rest });
+        self
+    }
+
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<UserInfo> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
         self.tokens.get(token).cloned()
+    }
+
+    /// [`Authenticator::authenticate`], then service account tokens.
+    pub async fn authenticate_request(&self, authorization: Option<&str>) -> Option<UserInfo> {
+        if let Some(u) = self.authenticate(authorization) {
+            return Some(u);
+        }
+        let sa = self.service_accounts.as_ref()?;
+        let token = authorization?.strip_prefix("Bearer ")?.trim();
+        if !crate::sa_token::looks_like_jwt(token) {
+            return None;
+        }
+        match crate::sa_token::authenticate(&sa.signer, &sa.rest, token).await {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::debug!(error = %e, "service account token refused");
+                None
+            }
+        }
     }
 }
 
@@ -86,7 +133,7 @@ pub async fn layer(
         .headers()
         .get(http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok());
-    let user = match auth.authenticate(header) {
+    let user = match auth.authenticate_request(header).await {
         Some(u) => u,
         None if public(req.uri().path()) => UserInfo::anonymous(),
         None => {

@@ -252,6 +252,15 @@ async fn non_resource(state: &ApiState, path: &str, req: Request) -> ApiResult<R
             let doc = state.openapi();
             Ok(bytes_json(doc.v3_index_bytes()))
         }
+        "/.well-known/openid-configuration" | "/openid/v1/jwks" => match state.token_signer() {
+            Some(signer) if path == "/openid/v1/jwks" => Ok(json_response(
+                StatusCode::OK,
+                &signer.jwks(),
+                "application/jwk-set+json",
+            )),
+            Some(signer) => Ok(ok_json(&signer.openid_configuration())),
+            None => Err(not_found_path()),
+        },
         p if p.starts_with("/openapi/v3/") => {
             let gv = p.trim_start_matches("/openapi/v3/");
             let doc = state.openapi();
@@ -622,6 +631,14 @@ async fn subresource(
         }
         "scale" if res.def.scale.is_some() => {
             crate::scale::handle(&state, &res, ns, name, method, headers, q, body).await
+        }
+        "token" if res.is_core("serviceaccounts") && *method == Method::POST => {
+            match (state.token_signer(), ns) {
+                (Some(signer), Some(ns)) => {
+                    crate::sa_token::create(signer, &rest, ns, name, headers, body).await
+                }
+                _ => Err(not_found_path()),
+            }
         }
         _ => Err(not_found_path()),
     }

@@ -34,6 +34,7 @@ pub mod registry;
 pub mod request_info;
 pub mod rest;
 mod reviews;
+pub mod sa_token;
 mod scale;
 mod selectors;
 pub mod server;

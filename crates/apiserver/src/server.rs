@@ -165,6 +165,10 @@ pub async fn start(
     let pki = tls::ensure_pki(&cfg.data_dir, &sans)?;
     let tls_cfg = tls::server_config(&pki)?;
     let token = load_or_create_token(&cfg.data_dir)?;
+    let signer = Arc::new(
+        crate::sa_token::TokenSigner::load_or_create(&cfg.data_dir)
+            .map_err(|e| ServerError::Bootstrap(e.to_string()))?,
+    );
 
     let registry = Arc::new(Registry::new(skiff_resources::builtin_resources()));
     let rest = Arc::new(Rest::new(store, registry));
@@ -181,6 +185,7 @@ pub async fn start(
         shutdown.clone(),
         server_address.clone(),
     ));
+    state.set_token_signer(signer.clone());
 
     crate::bootstrap::run(&rest)
         .await
@@ -208,7 +213,8 @@ pub async fn start(
     let auth = Arc::new(
         Authenticator::default()
             .with_token(token, UserInfo::admin())
-            .with_token(internal_token.clone(), UserInfo::controller_manager()),
+            .with_token(internal_token.clone(), UserInfo::controller_manager())
+            .with_service_account_tokens(signer, rest.clone()),
     );
     let router = app(state.clone(), auth);
     let app_router = router.clone();

@@ -1,6 +1,6 @@
 //! Shared server state handed to every handler.
 
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use skiff_patch::PatchSchema;
 use tokio_util::sync::CancellationToken;
@@ -22,6 +22,8 @@ pub struct ApiState {
     node_connector: RwLock<Option<Arc<dyn NodeConnector>>>,
     /// Where `metrics.k8s.io` reads usage (none: the group is not served).
     metrics_provider: RwLock<Option<Arc<dyn crate::metrics_api::MetricsProvider>>>,
+    /// Signs service account tokens (none: `serviceaccounts/token` is not served).
+    token_signer: OnceLock<Arc<crate::sa_token::TokenSigner>>,
 }
 
 impl ApiState {
@@ -38,6 +40,7 @@ impl ApiState {
             server_address,
             node_connector: RwLock::new(None),
             metrics_provider: RwLock::new(None),
+            token_signer: OnceLock::new(),
         }
     }
 
@@ -63,6 +66,16 @@ impl ApiState {
     /// The provider set by [`ApiState::set_metrics_provider`].
     pub fn metrics_provider(&self) -> Option<Arc<dyn crate::metrics_api::MetricsProvider>> {
         self.metrics_provider.read().ok().and_then(|p| p.clone())
+    }
+
+    /// Issue service account tokens with `signer` (set once, at start).
+    pub fn set_token_signer(&self, signer: Arc<crate::sa_token::TokenSigner>) {
+        let _ = self.token_signer.set(signer); // a second call keeps the first key
+    }
+
+    /// The signer set by [`ApiState::set_token_signer`].
+    pub fn token_signer(&self) -> Option<&Arc<crate::sa_token::TokenSigner>> {
+        self.token_signer.get()
     }
 
     /// The OpenAPI documents for the current registry generation.
