@@ -951,7 +951,12 @@ fn pods_the_api_lost_are_stopped_and_cleaned_after_a_restart() {
     s.restart();
     until(
         Duration::from_secs(60),
-        || (runc_containers(&s).is_empty() && mounts_of(&uid) == 0).then_some(()),
+        || {
+            (runc_containers(&s).is_empty()
+                && mounts_of(&uid) == 0
+                && !s.dir.path().join("node").join("pods").join(&uid).exists())
+            .then_some(())
+        },
         || {
             format!(
                 "{:?} mounts {}\n{}",
@@ -961,7 +966,6 @@ fn pods_the_api_lost_are_stopped_and_cleaned_after_a_restart() {
             )
         },
     );
-    assert!(!s.dir.path().join("node").join("pods").join(&uid).exists());
 }
 
 #[test]
