@@ -180,7 +180,8 @@ fn create_token_authenticates_as_the_service_account() {
 
 #[test]
 fn tokens_of_deleted_service_accounts_and_pods_are_refused() {
-    let s = Server::start();
+    // A fake node runs the pod, so the token also names its node.
+    let s = Server::start_with(&["--fake-nodes", "1"]);
     service_account(&s, "default", "runner");
     let token = create_token(&s, &["runner"]);
     assert_eq!(code_with(&s, &token), 200);
@@ -198,10 +199,21 @@ fn tokens_of_deleted_service_accounts_and_pods_are_refused() {
             "spec": {"serviceAccountName": "runner", "containers": [{"name": "c", "image": "busybox"}]}})
         .to_string(),
     );
-    let pod_uid = s.get_json(&["pod", "worker"])["metadata"]["uid"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let pod = common::wait_for(
+        std::time::Duration::from_secs(30),
+        "pod worker scheduled",
+        || {
+            let pod = s.get_json(&["pod", "worker"]);
+            if pod["spec"]["nodeName"].is_string() {
+                Ok(pod)
+            } else {
+                Err(pod["status"].to_string())
+            }
+        },
+    );
+    let pod_uid = pod["metadata"]["uid"].as_str().unwrap().to_string();
+    let node = pod["spec"]["nodeName"].as_str().unwrap();
+    let node_uid = s.get_json(&["node", node])["metadata"]["uid"].clone();
     let bound = create_token(
         &s,
         &[
@@ -215,6 +227,8 @@ fn tokens_of_deleted_service_accounts_and_pods_are_refused() {
     let c = payload(&bound);
     assert_eq!(c["kubernetes.io"]["pod"]["name"], "worker");
     assert_eq!(c["kubernetes.io"]["pod"]["uid"], pod_uid.as_str());
+    assert_eq!(c["kubernetes.io"]["node"]["name"], node);
+    assert_eq!(c["kubernetes.io"]["node"]["uid"], node_uid);
     assert_eq!(
         whoami(&s, &bound)["status"]["userInfo"]["username"],
         "system:serviceaccount:default:runner"

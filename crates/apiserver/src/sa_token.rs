@@ -61,6 +61,7 @@ pub enum TokenError {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRef {
     pub name: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub uid: String,
 }
 
@@ -541,12 +542,13 @@ async fn bind(
                 .and_then(Value::as_str)
                 .filter(|n| !n.is_empty())
             {
-                if let Some(n) = lookup(rest, "nodes", None, node).await? {
-                    claims.node = Some(ObjectRef {
-                        name: node.to_string(),
-                        uid: uid_of(&n).to_string(),
-                    });
-                }
+                // As upstream, a node that does not exist (any more) is
+                // still named, without a uid.
+                let n = lookup(rest, "nodes", None, node).await?;
+                claims.node = Some(ObjectRef {
+                    name: node.to_string(),
+                    uid: n.as_ref().map(uid_of).unwrap_or("").to_string(),
+                });
             }
             claims.pod = Some(found.clone());
         }
@@ -653,6 +655,7 @@ pub async fn create(
         "metadata": {
             "name": name,
             "namespace": namespace,
+            "uid": uid_of(&sa),
             "creationTimestamp": now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
         },
         "spec": out_spec,
