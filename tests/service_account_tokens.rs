@@ -357,6 +357,11 @@ fn expired_and_tampered_tokens_are_refused() {
     assert_unauthorized(&s, &format!("{}.{}.{}", parts[0], other_payload, parts[2]));
     // Not a token at all.
     assert_unauthorized(&s, "a.b.c");
+
+    // The signing key lives in the data dir: tokens survive a restart.
+    let mut s = s;
+    s.restart();
+    assert_eq!(code_with(&s, &token), 200);
 }
 
 #[test]
