@@ -64,6 +64,41 @@ fn wait_phase(s: &Server, name: &str, phase: &str) -> serde_json::Value {
     )
 }
 
+/// Wait (bounded) for a child's output; kill it (by its pid) on timeout.
+fn output_within(child: std::process::Child, what: &str, s: &Server) -> std::process::Output {
+    let pid = child.id();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait_with_output());
+    });
+    match rx.recv_timeout(Duration::from_secs(90)) {
+        Ok(out) => out.expect("child output"),
+        Err(_) => {
+            let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+            panic!("{what} did not end\n{}", s.log());
+        }
+    }
+}
+
+/// kubectl with `input` on its stdin (then EOF), bounded in time.
+fn kubectl_input(s: &Server, args: &[&str], input: &str) -> std::process::Output {
+    let mut child = s
+        .kubectl_cmd()
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(input.as_bytes())
+        .unwrap();
+    output_within(child, &format!("kubectl {args:?}"), s)
+}
+
 /// A busybox pod running `script` in one container `main`.
 fn create_pod(s: &Server, name: &str, script: &str, stdin: bool, tty: bool) {
     let pod = serde_json::json!({
@@ -90,7 +125,8 @@ fn run_i_pipes_stdin_into_the_container() {
     let s = node_server();
     // kubectl's own flow: stdin and stdinOnce on the container, attach
     // once it runs, the pod deleted afterwards.
-    let out = s.ok_stdin(
+    let out = kubectl_input(
+        &s,
         &[
             "run",
             "-i",
@@ -105,6 +141,7 @@ fn run_i_pipes_stdin_into_the_container() {
         ],
         "hello\n",
     );
+    let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("got hello"), "{out}\n{}", s.log());
     until(
         Duration::from_secs(30),
@@ -114,7 +151,8 @@ fn run_i_pipes_stdin_into_the_container() {
 
     // Without --rm: stdout and stderr both reach kubectl, the container
     // ends once stdin closes (stdinOnce), and the logs keep the output.
-    let out = s.kubectl_stdin(
+    let out = kubectl_input(
+        &s,
         &[
             "run",
             "-i",
@@ -242,14 +280,7 @@ fn attach_it_drives_a_terminal_in_the_container() {
     input
         .write_all(b"tty; stty size; echo hi-$((40+2)); exit 7\n")
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(script.wait_with_output());
-    });
-    let out = rx
-        .recv_timeout(Duration::from_secs(60))
-        .unwrap_or_else(|_| panic!("kubectl attach -it did not end\n{}", s.log()))
-        .unwrap();
+    let out = output_within(script, "kubectl attach -it", &s);
     drop(input);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("hi-42"), "{text}\n{}", s.log());
@@ -286,14 +317,7 @@ fn run_it_rm_gives_a_shell_in_a_new_pod() {
     input
         .write_all(b"echo in-$(hostname)-$((6*7)); exit\n")
         .unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(script.wait_with_output());
-    });
-    let out = rx
-        .recv_timeout(Duration::from_secs(90))
-        .unwrap_or_else(|_| panic!("kubectl run -it did not end\n{}", s.log()))
-        .unwrap();
+    let out = output_within(script, "kubectl run -it", &s);
     drop(input);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("in-shell-42"), "{text}\n{}", s.log());
@@ -302,4 +326,72 @@ fn run_it_rm_gives_a_shell_in_a_new_pod() {
         || (!s.kubectl(&["get", "pod", "shell"]).status.success()).then_some(()),
         || s.log(),
     );
+}
+
+/// `kubectl attach -i`: type `line`, read until `expect` shows, then end
+/// stdin; kubectl must then exit (the attach ends with its stdin).
+fn attach_and_type(s: &Server, pod: &str, line: &str, expect: &str) -> String {
+    use std::io::Read;
+    let mut child = s
+        .kubectl_cmd()
+        .args(["attach", "-i", pod])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("kubectl");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n @ 1..) = stdout.read(&mut buf) {
+            if tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    stdin.write_all(line.as_bytes()).unwrap();
+    let mut seen = String::new();
+    while !seen.contains(expect) {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(chunk) => seen.push_str(&String::from_utf8_lossy(&chunk)),
+            Err(_) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("{expect:?} not in {seen:?}\n{}", s.log());
+            }
+        }
+    }
+    drop(stdin);
+    let out = output_within(child, "kubectl attach -i after its stdin ended", s);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    seen
+}
+
+#[test]
+fn stdin_and_attach_survive_a_server_restart() {
+    let mut s = node_server();
+    // The supervisor, not the server, holds the container's stdin.
+    create_pod(
+        &s,
+        "echoer",
+        "while read l; do echo got $l; done; echo eof",
+        true,
+        false,
+    );
+    wait_phase(&s, "echoer", "Running");
+    s.restart(); // SIGKILL, then start again on the same data dir
+    wait_phase(&s, "echoer", "Running");
+    // Without stdinOnce an attach ends with the client's stdin, and the
+    // container's stdin stays open for the next one.
+    attach_and_type(&s, "echoer", "after-restart\n", "got after-restart");
+    attach_and_type(&s, "echoer", "again\n", "got again");
+    assert_eq!(s.get_json(&["pod", "echoer"])["status"]["phase"], "Running");
+    let logs = s.ok(&["logs", "echoer"]);
+    assert_eq!(logs, "got after-restart\ngot again\n");
 }

@@ -12,6 +12,11 @@
 //! To it: [`STDIN`] bytes, [`STDIN_EOF`] (the client's stdin ended),
 //! [`RESIZE`] (width, height: two big-endian `u16`). The supervisor closes
 //! the connection once the container's output is all copied.
+//!
+//! As with containerd: output is what the container writes while attached
+//! (no replay); when the client's stdin ends, a `stdinOnce` container
+//! without a terminal gets EOF and the attach goes on until the output
+//! ends, any other attach ends there.
 
 use std::io;
 use std::mem::MaybeUninit;
@@ -181,8 +186,8 @@ async fn write_out(out: &mut Option<Output>, data: &[u8]) -> io::Result<()> {
 }
 
 /// Attach `request`'s streams to container `id` through the supervisor.
-/// Returns once the container's output ended or the client's output is
-/// gone.
+/// Returns once the container's output ended, the supervisor ended the
+/// attach (the client's stdin ended), or the client's output is gone.
 pub(crate) async fn attach(
     supervisor: &Client,
     id: &str,

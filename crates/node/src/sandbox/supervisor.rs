@@ -158,7 +158,7 @@ pub struct AttachInfo {
 /// Input for a container's stdin.
 enum StdinMsg {
     Data(Vec<u8>),
-    /// End of input (stdinOnce): the pipe closes, a terminal gets ^D.
+    /// End of input (stdinOnce): the pipe closes.
     Close,
 }
 
@@ -194,12 +194,7 @@ enum Sink {
 async fn feed_stdin(mut sink: Sink, mut rx: mpsc::Receiver<StdinMsg>) {
     while let Some(msg) = rx.recv().await {
         let result = match (&mut sink, msg) {
-            (Sink::Pipe(_), StdinMsg::Close) => return,
-            (Sink::Pty(p), StdinMsg::Close) => {
-                // A terminal has no EOF of its own.
-                let _ = p.write_all(&[4]).await;
-                return;
-            }
+            (_, StdinMsg::Close) => return,
             (Sink::Pipe(p), StdinMsg::Data(d)) => p.write_all(&d).await,
             (Sink::Pty(p), StdinMsg::Data(d)) => p.write_all(&d).await,
         };
@@ -602,13 +597,13 @@ impl Supervisor {
         self.config.root.join(format!("console-{n}.sock"))
     }
 
-    /// An attach that wrote to stdin ended: with stdinOnce, stdin closes
-    /// for good.
+    /// An attach that wrote to stdin ended: with stdinOnce (and no
+    /// terminal, as containerd does), stdin closes for good.
     fn stdin_ended(&self, id: &str) {
         let closing = {
             let mut st = lock(&self.state);
             match st.attach.get_mut(id) {
-                Some(a) if a.stdin_once => a.stdin.take(),
+                Some(a) if a.stdin_once && !a.tty => a.stdin.take(),
                 _ => None,
             }
         };
@@ -622,7 +617,9 @@ impl Supervisor {
 
     /// Serve an attach: the container's output as it is read goes to the
     /// client, its input to the container, until the output ends or the
-    /// client leaves or falls behind.
+    /// client leaves or falls behind. When the client's stdin ends, a
+    /// stdinOnce container without a terminal gets EOF and the output goes
+    /// on until it ends; otherwise the attach ends there (as containerd's).
     async fn attach(
         self: Arc<Self>,
         id: String,
@@ -646,6 +643,10 @@ impl Supervisor {
         };
         send(&mut write, &reply).await?;
         let writes_stdin = want_stdin && stdin.is_some();
+        let closes_stdin = writes_stdin && {
+            let st = lock(&self.state);
+            st.attach.get(&id).is_some_and(|a| a.stdin_once && !a.tty)
+        };
         let me = self.clone();
         let input_id = id.clone();
         let mut input = tokio::spawn(async move {
@@ -659,7 +660,11 @@ impl Supervisor {
                             }
                         }
                     }
-                    attach::STDIN_EOF if stdin.take().is_some() => me.stdin_ended(&input_id),
+                    attach::STDIN_EOF => match stdin.take() {
+                        Some(_) if closes_stdin => me.stdin_ended(&input_id),
+                        Some(_) => return, // detach
+                        None => {}         // no stdin to end
+                    },
                     attach::RESIZE => {
                         if let (Some(p), Some(size)) = (&pty, attach::parse_resize(&payload)) {
                             p.resize(size);
