@@ -9,52 +9,11 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{wait_for, Server};
+use common::node::*;
+use common::Server;
 use serde_json::json;
-
-/// Poll `f` until it gives `Some`; on timeout panic with `describe()`.
-fn until<T>(
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
-    mut describe: impl FnMut() -> String,
-) -> T {
-    wait_for(timeout, "a pod condition", || f().ok_or_else(&mut describe))
-}
-
-/// busybox-static as `busybox:test` (entrypoint-less, cmd `sh`).
-fn busybox_archive(dir: &Path) -> PathBuf {
-    let path = dir.join("busybox.oci.tar");
-    skiff_image::build::ImageBuilder::busybox()
-        .expect("busybox image")
-        .cmd(["sh"])
-        .write_oci_archive(&path, Some("busybox:test"))
-        .expect("write image");
-    path
-}
-
-fn node_server() -> Server {
-    let s = Server::start_node(&[]);
-    let archive = busybox_archive(s.dir.path());
-    s.import_image(&archive);
-    until(
-        Duration::from_secs(30),
-        || {
-            let out = s.kubectl(&[
-                "get",
-                "node",
-                "skiff-node",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-        },
-        || s.log(),
-    );
-    s
-}
 
 fn apply(s: &Server, obj: &serde_json::Value) {
     s.ok_stdin(&["apply", "-f", "-"], &obj.to_string());
@@ -163,15 +122,6 @@ fn exec(s: &Server, pod: &str, container: &str, args: &[&str]) -> Result<String,
 fn cat(s: &Server, pod: &str, container: &str, path: &str) -> String {
     exec(s, pod, container, &["cat", path])
         .unwrap_or_else(|e| panic!("cat {path} in {pod}/{container}: {e}"))
-}
-
-/// Mounts under the pod's directory.
-fn mounts_of(uid: &str) -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&format!("/pods/{uid}/")))
-        .count()
 }
 
 #[test]

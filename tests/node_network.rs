@@ -11,50 +11,10 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use common::{wait_for, Server};
-
-fn until<T>(
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
-    mut describe: impl FnMut() -> String,
-) -> T {
-    wait_for(timeout, "a condition", || f().ok_or_else(&mut describe))
-}
-
-fn busybox_archive(dir: &Path) -> PathBuf {
-    let path = dir.join("busybox.oci.tar");
-    skiff_image::build::ImageBuilder::busybox()
-        .expect("busybox image")
-        .cmd(["sh"])
-        .write_oci_archive(&path, Some("busybox:test"))
-        .expect("write image");
-    path
-}
-
-fn node_server() -> Server {
-    let s = Server::start_node(&[]);
-    let archive = busybox_archive(s.dir.path());
-    s.import_image(&archive);
-    until(
-        Duration::from_secs(30),
-        || {
-            let out = s.kubectl(&[
-                "get",
-                "node",
-                "skiff-node",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-        },
-        || s.log(),
-    );
-    s
-}
+use common::node::*;
 
 /// A veth link on the host with an address outside the pod and Service
 /// networks; removed on drop.

@@ -3,81 +3,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
-use common::{wait_for, Server};
-
-/// Poll `f` until it gives `Some`; on timeout panic with `describe()`.
-fn until<T>(
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
-    mut describe: impl FnMut() -> String,
-) -> T {
-    wait_for(timeout, "a pod condition", || f().ok_or_else(&mut describe))
-}
-
-/// busybox-static as `busybox:test` (entrypoint-less, cmd `sh`).
-fn busybox_archive(dir: &Path) -> PathBuf {
-    let path = dir.join("busybox.oci.tar");
-    skiff_image::build::ImageBuilder::busybox()
-        .expect("busybox image")
-        .cmd(["sh"])
-        .write_oci_archive(&path, Some("busybox:test"))
-        .expect("write image");
-    path
-}
-
-fn node_server() -> Server {
-    let s = Server::start_node(&[]);
-    let archive = busybox_archive(s.dir.path());
-    s.import_image(&archive);
-    until(
-        Duration::from_secs(30),
-        || {
-            let out = s.kubectl(&[
-                "get",
-                "node",
-                "skiff-node",
-                "-o",
-                "jsonpath={.status.conditions[?(@.type==\"Ready\")].status}",
-            ]);
-            (String::from_utf8_lossy(&out.stdout) == "True").then_some(())
-        },
-        || s.log(),
-    );
-    s
-}
-
-fn pod_json(s: &Server, name: &str) -> serde_json::Value {
-    s.get_json(&["pod", name])
-}
-
-fn wait_phase(s: &Server, name: &str, phase: &str) -> serde_json::Value {
-    until(
-        Duration::from_secs(60),
-        || {
-            let p = pod_json(s, name);
-            (p["status"]["phase"] == phase).then_some(p)
-        },
-        || {
-            format!(
-                "{}\n{}",
-                serde_json::to_string_pretty(&pod_json(s, name)).unwrap_or_default(),
-                s.log()
-            )
-        },
-    )
-}
-
-/// Mounts under the pod's directory (namespace files, root filesystems).
-fn mounts_of(uid: &str) -> usize {
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap_or_default()
-        .lines()
-        .filter(|l| l.contains(&format!("/pods/{uid}/")))
-        .count()
-}
+use common::node::*;
+use common::Server;
 
 #[test]
 fn a_pod_runs_as_a_real_container_with_its_own_address_and_logs() {
@@ -388,10 +318,6 @@ spec:
     assert!(out.contains("CapEff:\t00000000a80425fb"), "{out}");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     assert!(out.contains("Seccomp:\t2"), "{out}");
-}
-
-fn container_status(s: &Server, pod: &str) -> serde_json::Value {
-    pod_json(s, pod)["status"]["containerStatuses"][0].clone()
 }
 
 #[test]

@@ -4,28 +4,10 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{wait_for, Server};
-
-fn until<T>(
-    timeout: Duration,
-    mut f: impl FnMut() -> Option<T>,
-    mut describe: impl FnMut() -> String,
-) -> T {
-    wait_for(timeout, "a condition", || f().ok_or_else(&mut describe))
-}
-
-fn busybox_archive(dir: &Path) -> PathBuf {
-    let path = dir.join("busybox.oci.tar");
-    skiff_image::build::ImageBuilder::busybox()
-        .expect("busybox image")
-        .cmd(["sh"])
-        .write_oci_archive(&path, Some("busybox:test"))
-        .expect("write image");
-    path
-}
+use common::node::*;
+use common::Server;
 
 /// `250m` → 250, `1` → 1000.
 fn millicores(q: &str) -> Option<u64> {

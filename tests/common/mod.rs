@@ -2,6 +2,8 @@
 //! data dir, and helpers to drive it with the real kubectl.
 #![allow(dead_code)]
 
+pub mod node;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

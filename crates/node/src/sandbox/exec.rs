@@ -134,9 +134,13 @@ async fn exec_tty(
         .write(true)
         .open(&slave_path)?;
     let mut resize = request.resize;
-    // The first size, before the process starts, if the client sent one.
+    // The first size, before the process starts: kubectl sends it right
+    // after connecting, so give it a moment to arrive (a process that reads
+    // its size at once would otherwise see 0x0).
     if let Some(rx) = resize.as_mut() {
-        if let Ok(size) = rx.try_recv() {
+        if let Ok(Some(size)) =
+            tokio::time::timeout(std::time::Duration::from_millis(300), rx.recv()).await
+        {
             set_size(&master, size);
         }
     }
