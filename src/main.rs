@@ -87,19 +87,24 @@ fn default_data_dir() -> PathBuf {
         .join(".skiff")
 }
 
+/// Logs to stderr, filtered by `SKIFF_LOG` (default `info`).
+fn init_tracing() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Image(args) => image_cmd::run(args, default_data_dir()),
         Command::Node(cmd) => node_cmd::node_command(cmd, default_data_dir()),
         Command::Supervise(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            init_tracing();
             node_cmd::supervise(args)
         }
         Command::Version => {
@@ -109,13 +114,7 @@ fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Server(args) => {
-            tracing_subscriber::fmt()
-                .with_env_filter(
-                    tracing_subscriber::EnvFilter::try_from_env("SKIFF_LOG")
-                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-                )
-                .with_writer(std::io::stderr)
-                .init();
+            init_tracing();
             let rt = tokio::runtime::Builder::new_multi_thread()
                 .enable_all()
                 .build()?;

@@ -513,19 +513,8 @@ impl PodWorker {
                 Some(rec) => self.exited(node, rec.clone()).await,
                 None => {
                     // Its process is gone and nobody saw it end.
-                    let rec = ContainerRecord {
-                        id: id.clone(),
-                        pid: 0,
-                        started_at: Timestamp::now(),
-                        log_path: PathBuf::new(),
-                        exit: Some(super::supervisor::ExitInfo {
-                            code: 137,
-                            signal: None,
-                            finished_at: Timestamp::now(),
-                        }),
-                    };
                     let _ = node.runc(&["delete", "--force", &id]).await;
-                    self.exited(node, rec).await;
+                    self.exited(node, vanished(&id, None)).await;
                 }
             }
         }
@@ -1310,18 +1299,7 @@ impl PodWorker {
                 Err(_) if killed => {
                     // Exits never came: the supervisor lost them. Clean up anyway.
                     for id in running() {
-                        let rec = ContainerRecord {
-                            id: id.clone(),
-                            pid: 0,
-                            started_at: Timestamp::now(),
-                            log_path: PathBuf::new(),
-                            exit: Some(super::supervisor::ExitInfo {
-                                code: 137,
-                                signal: Some(9),
-                                finished_at: Timestamp::now(),
-                            }),
-                        };
-                        self.exited(node, rec).await;
+                        self.exited(node, vanished(&id, Some(9))).await;
                     }
                     break;
                 }
@@ -1484,6 +1462,22 @@ impl PodWorker {
             }
         });
         Ok(stream)
+    }
+}
+
+/// The exit of a container whose end nobody saw (its supervisor is gone,
+/// or it never reported): 137, as if killed.
+fn vanished(id: &str, signal: Option<i32>) -> ContainerRecord {
+    ContainerRecord {
+        id: id.to_string(),
+        pid: 0,
+        started_at: Timestamp::now(),
+        log_path: PathBuf::new(),
+        exit: Some(super::supervisor::ExitInfo {
+            code: 137,
+            signal,
+            finished_at: Timestamp::now(),
+        }),
     }
 }
 
