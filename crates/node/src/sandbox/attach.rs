@@ -200,6 +200,13 @@ pub(crate) async fn attach(
             SupervisorError::Failed(m) => RuntimeError::Failed(m),
             other => RuntimeError::from(other),
         })?;
+    let mut resize = request.resize;
+    // A size the client sent already goes first, before any input.
+    if let Some(rx) = resize.as_mut() {
+        while let Ok(size) = rx.try_recv() {
+            write_frame(&mut write, RESIZE, &resize_payload(size)).await?;
+        }
+    }
     // Client -> container, through one writer of the connection.
     let (tx, mut rx) = mpsc::channel::<(u8, Vec<u8>)>(16);
     let writer = tokio::spawn(async move {
@@ -230,7 +237,7 @@ pub(crate) async fn attach(
             let _ = tx.send((STDIN_EOF, Vec::new())).await;
         }));
     }
-    if let Some(mut resize) = request.resize {
+    if let Some(mut resize) = resize {
         let tx = tx.clone();
         tasks.push(tokio::spawn(async move {
             while let Some(size) = resize.recv().await {
