@@ -231,6 +231,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
         let settings = skiff_controllers::Settings {
             node_monitor_grace: Duration::from_secs(args.node_monitor_grace_seconds.max(1)),
             hpa_sync_period: Duration::from_secs(args.hpa_sync_seconds.max(1)),
+            // The API server keeps its CA in the data dir (tls::ensure_pki).
+            root_ca: Some(
+                std::fs::read_to_string(data_dir.join("ca.crt"))
+                    .context("reading the cluster CA")?,
+            ),
         };
         let ctx = skiff_controllers::Context::new(client.clone(), metrics, settings);
         let elector = skiff_client::leader::LeaderElector::new(

@@ -17,6 +17,7 @@ pub mod nodelifecycle;
 pub mod replicaset;
 pub mod runtime;
 pub mod scheduler;
+pub mod serviceaccount;
 pub mod statefulset;
 
 use std::sync::Arc;
@@ -40,6 +41,7 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         tokio::spawn(endpoints::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(endpointslice::run(ctx.clone(), shutdown.clone())),
         tokio::spawn(nodelifecycle::run(ctx.clone(), shutdown.clone())),
+        tokio::spawn(serviceaccount::run(ctx.clone(), shutdown.clone())),
     ];
     shutdown.cancelled().await;
     for t in tasks {

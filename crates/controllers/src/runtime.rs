@@ -29,6 +29,9 @@ pub struct Settings {
     /// How often each HorizontalPodAutoscaler is evaluated
     /// (`--horizontal-pod-autoscaler-sync-period`, 15 s upstream).
     pub hpa_sync_period: Duration,
+    /// The cluster CA (PEM) published as ConfigMap `kube-root-ca.crt` in every
+    /// namespace (`--root-ca-file`); not published when `None`.
+    pub root_ca: Option<String>,
 }
 
 impl Default for Settings {
@@ -36,6 +39,7 @@ impl Default for Settings {
         Settings {
             node_monitor_grace: Duration::from_secs(40),
             hpa_sync_period: Duration::from_secs(15),
+            root_ca: None,
         }
     }
 }
