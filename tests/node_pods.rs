@@ -1011,3 +1011,125 @@ spec:
         || container_status(&s, "tls").to_string(),
     );
 }
+
+/// A gRPC health server (grpc.health.v1) listening on `port` inside the
+/// network namespace at `netns`, answering SERVING while `serving` is set,
+/// until `stop` is set.
+fn grpc_health_server(
+    netns: std::path::PathBuf,
+    port: u16,
+    serving: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    use std::sync::atomic::Ordering;
+    std::thread::spawn(move || {
+        let ns = std::fs::File::open(&netns).expect("pod netns");
+        nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
+        let listener = std::net::TcpListener::bind(("0.0.0.0", port)).expect("bind in the pod");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("runtime");
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+            while !stop.load(Ordering::SeqCst) {
+                let Ok(Ok((sock, _))) =
+                    tokio::time::timeout(Duration::from_millis(200), listener.accept()).await
+                else {
+                    continue;
+                };
+                let serving = serving.clone();
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(sock).await else {
+                        return;
+                    };
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        let status = if serving.load(Ordering::SeqCst) { 1 } else { 2 };
+                        let response = http::Response::builder()
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .expect("response");
+                        let Ok(mut send) = respond.send_response(response, false) else {
+                            continue;
+                        };
+                        let _ = send.send_data(
+                            bytes::Bytes::from(vec![0, 0, 0, 0, 2, 0x08, status]),
+                            false,
+                        );
+                        let mut trailers = http::HeaderMap::new();
+                        trailers.insert("grpc-status", http::HeaderValue::from_static("0"));
+                        let _ = send.send_trailers(trailers);
+                    }
+                });
+            }
+        });
+    })
+}
+
+#[test]
+fn grpc_probes_follow_the_health_service() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    let s = node_server();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"
+apiVersion: v1
+kind: Pod
+metadata: {name: grpc}
+spec:
+  containers:
+  - name: c
+    image: busybox:test
+    command: ["sleep", "3600"]
+    readinessProbe:
+      grpc: {port: 50051}
+      periodSeconds: 1
+"#,
+    );
+    let pod = wait_phase(&s, "grpc", "Running");
+    let uid = pod["metadata"]["uid"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    // Nothing listens yet: not ready, with the failure in an event.
+    until(
+        Duration::from_secs(20),
+        || {
+            let e = s.ok(&[
+                "get",
+                "events",
+                "--field-selector",
+                "involvedObject.name=grpc",
+            ]);
+            e.contains("Readiness probe failed").then_some(())
+        },
+        || s.ok(&["get", "events"]),
+    );
+    assert_eq!(container_status(&s, "grpc")["ready"], false);
+    let serving = Arc::new(AtomicBool::new(true));
+    let stop = Arc::new(AtomicBool::new(false));
+    struct Stop(Arc<AtomicBool>);
+    impl Drop for Stop {
+        fn drop(&mut self) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+    let _stop = Stop(stop.clone());
+    let netns = s.dir.path().join("node/pods").join(&uid).join("ns-net");
+    let server = grpc_health_server(netns, 50051, serving.clone(), stop.clone());
+    until(
+        Duration::from_secs(20),
+        || (container_status(&s, "grpc")["ready"] == true).then_some(()),
+        || container_status(&s, "grpc").to_string(),
+    );
+    serving.store(false, Ordering::SeqCst);
+    until(
+        Duration::from_secs(20),
+        || (container_status(&s, "grpc")["ready"] == false).then_some(()),
+        || container_status(&s, "grpc").to_string(),
+    );
+    stop.store(true, Ordering::SeqCst);
+    let _ = server.join();
+}

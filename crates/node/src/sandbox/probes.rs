@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{
-    Container, ExecAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction,
+    Container, ExecAction, GRPCAction, HTTPGetAction, LifecycleHandler, Probe, TCPSocketAction,
 };
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -47,6 +47,7 @@ pub enum Action<'a> {
     Exec(&'a ExecAction),
     Http(&'a HTTPGetAction),
     Tcp(&'a TCPSocketAction),
+    Grpc(&'a GRPCAction),
     Unsupported(&'static str),
 }
 
@@ -58,8 +59,8 @@ pub fn probe_action(p: &Probe) -> Action<'_> {
         Action::Http(h)
     } else if let Some(t) = &p.tcp_socket {
         Action::Tcp(t)
-    } else if p.grpc.is_some() {
-        Action::Unsupported("grpc probes are not supported by this node yet")
+    } else if let Some(g) = &p.grpc {
+        Action::Grpc(g)
     } else {
         Action::Unsupported("probe has no handler")
     }
@@ -111,6 +112,7 @@ pub async fn check(
             Action::Exec(e) => exec(e, target).await,
             Action::Http(h) => http(h, container, target).await,
             Action::Tcp(t) => tcp(t, container, target).await,
+            Action::Grpc(g) => grpc(g, target).await,
             Action::Unsupported(what) => Err((*what).to_string()),
         }
     };
@@ -332,6 +334,94 @@ async fn tls_connect(
         .connect(name, tcp)
         .await
         .map_err(|e| e.to_string())
+}
+
+/// The gRPC health checking protocol (`grpc.health.v1.Health/Check`) over
+/// HTTP/2 without TLS, as the kubelet's grpc probe.
+async fn grpc(g: &GRPCAction, target: &CheckTarget) -> Outcome {
+    let port = u16::try_from(g.port).map_err(|_| format!("invalid port {}", g.port))?;
+    let host = host_of(None, target)?;
+    let addr = format!("{host}:{port}");
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+        .await
+        .map_err(|e| format!("failed to connect service {addr:?}: {e}"))?;
+    let (client, connection) = h2::client::handshake(tcp)
+        .await
+        .map_err(|e| format!("failed to connect service {addr:?}: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let mut client = client
+        .ready()
+        .await
+        .map_err(|e| format!("failed to connect service {addr:?}: {e}"))?;
+    let request = http::Request::builder()
+        .method("POST")
+        .uri(format!("http://{addr}/grpc.health.v1.Health/Check"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("user-agent", "kube-probe/1.33")
+        .body(())
+        .map_err(|e| e.to_string())?;
+    // HealthCheckRequest { string service = 1; } in a length-prefixed frame.
+    let service = g.service.clone().unwrap_or_default();
+    let mut message = Vec::new();
+    if !service.is_empty() {
+        message.push(0x0a);
+        let mut len = service.len();
+        while len >= 0x80 {
+            message.push((len as u8 & 0x7f) | 0x80);
+            len >>= 7;
+        }
+        message.push(len as u8);
+        message.extend_from_slice(service.as_bytes());
+    }
+    let mut frame = vec![0u8];
+    frame.extend_from_slice(&u32::try_from(message.len()).unwrap_or(0).to_be_bytes());
+    frame.extend_from_slice(&message);
+    let (response, mut send) = client
+        .send_request(request, false)
+        .map_err(|e| format!("health rpc to {addr:?} failed: {e}"))?;
+    send.send_data(bytes::Bytes::from(frame), true)
+        .map_err(|e| format!("health rpc to {addr:?} failed: {e}"))?;
+    let response = response
+        .await
+        .map_err(|e| format!("health rpc to {addr:?} failed: {e}"))?;
+    let (parts, mut body) = response.into_parts();
+    let mut data = Vec::new();
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|e| format!("health rpc to {addr:?} failed: {e}"))?;
+        let _ = body.flow_control().release_capacity(chunk.len());
+        data.extend_from_slice(&chunk);
+    }
+    let trailers = body.trailers().await.ok().flatten();
+    let status = trailers
+        .as_ref()
+        .and_then(|t| t.get("grpc-status"))
+        .or_else(|| parts.headers.get("grpc-status"))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    if status != "0" {
+        let message = trailers
+            .as_ref()
+            .and_then(|t| t.get("grpc-message"))
+            .or_else(|| parts.headers.get("grpc-message"))
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        return Err(format!(
+            "rpc error: code = {status}, desc = {message} (service {addr:?})"
+        ));
+    }
+    // HealthCheckResponse { ServingStatus status = 1; }: SERVING is 1.
+    let serving = data
+        .get(5..)
+        .is_some_and(|m| m.windows(2).any(|w| w == [0x08, 0x01]));
+    if serving {
+        Ok(())
+    } else {
+        Err("service unhealthy (responded with \"NOT_SERVING\")".to_string())
+    }
 }
 
 /// A probe's timing with the Kubernetes defaults.
