@@ -76,6 +76,10 @@ struct ServerArgs {
     /// Do not run the controllers (API server only).
     #[arg(long, env = "SKIFF_NO_CONTROLLERS")]
     no_controllers: bool,
+    /// Publish the cluster CA as ConfigMap `kube-root-ca.crt` in every
+    /// namespace (as kube-controller-manager does).
+    #[arg(long, env = "SKIFF_PUBLISH_ROOT_CA")]
+    publish_root_ca: bool,
     #[command(flatten)]
     node: node_cmd::NodeArgs,
 }
@@ -232,10 +236,14 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
             node_monitor_grace: Duration::from_secs(args.node_monitor_grace_seconds.max(1)),
             hpa_sync_period: Duration::from_secs(args.hpa_sync_seconds.max(1)),
             // The API server keeps its CA in the data dir (tls::ensure_pki).
-            root_ca: Some(
-                std::fs::read_to_string(data_dir.join("ca.crt"))
-                    .context("reading the cluster CA")?,
-            ),
+            root_ca: if args.publish_root_ca {
+                Some(
+                    std::fs::read_to_string(data_dir.join("ca.crt"))
+                        .context("reading the cluster CA")?,
+                )
+            } else {
+                None
+            },
         };
         let ctx = skiff_controllers::Context::new(client.clone(), metrics, settings);
         let elector = skiff_client::leader::LeaderElector::new(

@@ -87,7 +87,7 @@ fn default_service_account_in_every_namespace_and_recreated() {
 
 #[test]
 fn root_ca_configmap_published_and_restored() {
-    let s = Server::start();
+    let s = Server::start_with(&["--publish-root-ca"]);
     let ca = kubeconfig_ca(&s);
     assert!(ca.contains("BEGIN CERTIFICATE"), "{ca}");
     wait_root_ca(&s, "default", &ca);

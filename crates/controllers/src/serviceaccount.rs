@@ -42,7 +42,8 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         ctx,
         backoff: Backoff::default(),
     });
-    Controller::new(
+    let publish_root_ca = state.ctx.settings.root_ca.is_some();
+    let mut controller = Controller::new(
         Api::<Namespace>::all(client.clone()),
         watcher::Config::default(),
     )
@@ -50,16 +51,19 @@ pub async fn run(ctx: Arc<Context>, shutdown: CancellationToken) {
         Api::<ServiceAccount>::all(client.clone()),
         watcher::Config::default(),
         |sa| namespace_of(&sa, DEFAULT_SERVICE_ACCOUNT),
-    )
-    .watches(
-        Api::<ConfigMap>::all(client),
-        watcher::Config::default(),
-        |cm| namespace_of(&cm, ROOT_CA_CONFIGMAP),
-    )
-    .graceful_shutdown_on(shutdown.cancelled_owned())
-    .run(reconcile, error_policy, state)
-    .for_each(|_| async {})
-    .await;
+    );
+    if publish_root_ca {
+        controller = controller.watches(
+            Api::<ConfigMap>::all(client),
+            watcher::Config::default().fields(&format!("metadata.name={ROOT_CA_CONFIGMAP}")),
+            |cm| namespace_of(&cm, ROOT_CA_CONFIGMAP),
+        );
+    }
+    controller
+        .graceful_shutdown_on(shutdown.cancelled_owned())
+        .run(reconcile, error_policy, state)
+        .for_each(|_| async {})
+        .await;
 }
 
 /// The namespace to reconcile when an object named `name` changes.

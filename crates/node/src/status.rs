@@ -22,9 +22,10 @@ pub fn is_terminal(phase: Option<&str>) -> bool {
 pub fn phase(rt: &PodRuntimeStatus, policy: RestartPolicy) -> &'static str {
     // An init container that failed for good (it is not restarted) fails
     // the pod.
-    let init_failed = rt.init_containers.iter().any(|c| {
-        matches!(&c.state, ContainerState::Terminated(t) if t.exit_code != 0)
-    });
+    let init_failed = rt
+        .init_containers
+        .iter()
+        .any(|c| matches!(&c.state, ContainerState::Terminated(t) if t.exit_code != 0));
     if init_failed && policy == RestartPolicy::Never {
         return "Failed";
     }

@@ -594,13 +594,7 @@ impl NodeRuntime for SandboxRuntime {
             .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
         let id = worker.running_id(container)?;
         let oci = self.node.oci_for(&id);
-        exec::exec(
-            &oci.path,
-            &oci.root,
-            &id,
-            request,
-        )
-        .await
+        exec::exec(&oci.path, &oci.root, &id, request).await
     }
 
     async fn attach(

@@ -421,16 +421,20 @@ impl PodWorker {
         self.adopt(&node).await;
         // Mounted ConfigMaps, Secrets and downward API files follow the API.
         let me = Arc::downgrade(&self);
-        tokio::spawn(super::volumes::resync(node.clone(), self.dir.clone(), move || {
-            let w = me.upgrade()?;
-            let (live, ips) = {
-                let st = lock(&w.state);
-                let live = st.sandbox && st.init.iter().chain(&st.containers).any(|c| !c.done);
-                (live, st.pod_ips.clone())
-            };
-            let pod = lock(&w.pod).clone();
-            Some(pod.filter(|_| live).map(|p| (p, ips)))
-        }));
+        tokio::spawn(super::volumes::resync(
+            node.clone(),
+            self.dir.clone(),
+            move || {
+                let w = me.upgrade()?;
+                let (live, ips) = {
+                    let st = lock(&w.state);
+                    let live = st.sandbox && st.init.iter().chain(&st.containers).any(|c| !c.done);
+                    (live, st.pod_ips.clone())
+                };
+                let pod = lock(&w.pod).clone();
+                Some(pod.filter(|_| live).map(|p| (p, ips)))
+            },
+        ));
         let mut sandbox_delay = Duration::from_millis(500);
         loop {
             let orphan = lock(&self.pod).is_none();
@@ -817,7 +821,9 @@ impl PodWorker {
             }
         };
         let log_path = self.log_path(&name, run);
-        if let Err((reason, message)) = self.write_bundle(node, &spec, &id, &dir, &prepared, &config) {
+        if let Err((reason, message)) =
+            self.write_bundle(node, &spec, &id, &dir, &prepared, &config)
+        {
             node.images.release(&dir).await;
             let _ = std::fs::remove_dir_all(&dir);
             self.start_failed(node, kind, i, reason, &message);
@@ -1255,8 +1261,7 @@ impl PodWorker {
             });
         }
         if !hooks.is_empty() {
-            let results =
-                tokio::time::timeout_at(deadline, futures::future::join_all(hooks)).await;
+            let results = tokio::time::timeout_at(deadline, futures::future::join_all(hooks)).await;
             for (name, r) in results.unwrap_or_default() {
                 if let Err(e) = r {
                     self.event(

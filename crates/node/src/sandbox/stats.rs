@@ -172,7 +172,10 @@ impl NodeMetrics {
         let (_, runtime) = self.nodes.iter().find(|(n, _)| n == node)?;
         // A pod with no running container has no usage to show (as
         // metrics-server leaves out pods it has no container metrics for).
-        runtime.stats(uid).await.filter(|s| !s.containers.is_empty())
+        runtime
+            .stats(uid)
+            .await
+            .filter(|s| !s.containers.is_empty())
     }
 }
 
