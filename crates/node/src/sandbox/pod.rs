@@ -127,6 +127,20 @@ struct PodState {
     containers: Vec<CState>,
 }
 
+impl PodState {
+    /// The (init) container called `name`.
+    fn container(&self, name: &str) -> Result<&CState, RuntimeError> {
+        self.init
+            .iter()
+            .chain(self.containers.iter())
+            .find(|c| c.status.name == name)
+            .ok_or_else(|| RuntimeError::ContainerNotFound {
+                pod: format!("{}/{}", self.namespace, self.name),
+                container: name.into(),
+            })
+    }
+}
+
 pub(crate) struct PodWorker {
     uid: String,
     dir: PathBuf,
@@ -1347,15 +1361,7 @@ impl PodWorker {
     /// The runtime id of the running container `name`.
     pub(crate) fn running_id(&self, name: &str) -> Result<String, RuntimeError> {
         let st = lock(&self.state);
-        let c = st
-            .init
-            .iter()
-            .chain(st.containers.iter())
-            .find(|c| c.status.name == name)
-            .ok_or_else(|| RuntimeError::ContainerNotFound {
-                pod: format!("{}/{}", st.namespace, st.name),
-                container: name.into(),
-            })?;
+        let c = st.container(name)?;
         match (&c.current, &c.status.state) {
             (Some(id), ContainerState::Running { .. }) => Ok(id.clone()),
             _ => Err(RuntimeError::Failed(format!(
@@ -1373,15 +1379,7 @@ impl PodWorker {
     ) -> Result<ByteStream, RuntimeError> {
         let (run, current) = {
             let st = lock(&self.state);
-            let c = st
-                .init
-                .iter()
-                .chain(st.containers.iter())
-                .find(|c| c.status.name == container)
-                .ok_or_else(|| RuntimeError::ContainerNotFound {
-                    pod: format!("{}/{}", st.namespace, st.name),
-                    container: container.into(),
-                })?;
+            let c = st.container(container)?;
             (c.runs, c.current.clone())
         };
         // Runs are numbered from 0; `-p` is the run before the latest (the
