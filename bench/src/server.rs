@@ -30,6 +30,13 @@ impl Server {
         let child = tokio::process::Command::new(binary)
             .args(["server", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(dir.path())
+            // The API and scale benchmarks measure the control plane: no
+            // real node (it would also outlive the server by design).
+            .args(if extra.contains(&"--node") {
+                &[][..]
+            } else {
+                &["--node", "none"][..]
+            })
             .args(extra)
             // The default log level, as `make run` uses.
             .env_remove("SKIFF_LOG")
