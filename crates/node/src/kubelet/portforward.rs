@@ -16,16 +16,15 @@ use axum::extract::ws::WebSocketUpgrade;
 use axum::extract::{FromRequest, Path, Request, State};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use http::{header, HeaderMap, HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
-use super::spdy::{self, header as spdy_header, rst, Codec, Frame, FLAG_FIN};
+use super::spdy::{self, header as spdy_header, rst, Frame, FLAG_FIN};
 use super::{bad_request, runtime_error_response, status_response, ws_io, Kubelet};
 use crate::runtime::{NodeRuntime, RuntimeError};
 
@@ -177,16 +176,17 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let (codec_in, codec_out) = match (Codec::new(), Codec::new()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
+    let spdy::SessionIo {
+        mut frames,
+        out,
+        write,
+    } = match spdy::session_io(reader, writer) {
+        Ok(io) => io,
+        Err(e) => {
             tracing::warn!(error = %e, "SPDY header compression unavailable");
             return;
         }
     };
-    let mut frames = FramedRead::new(reader, codec_in);
-    let mut sink = FramedWrite::new(writer, codec_out);
-    let (out, mut out_rx) = mpsc::channel::<Frame>(64);
     let mut s = Session {
         target,
         out,
@@ -194,14 +194,7 @@ where
         pairs: HashMap::new(),
         tasks: JoinSet::new(),
     };
-    s.tasks.spawn(async move {
-        while let Some(f) = out_rx.recv().await {
-            if let Err(e) = sink.send(f).await {
-                tracing::debug!(error = %e, "port-forward session write failed");
-                return;
-            }
-        }
-    });
+    s.tasks.spawn(write);
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => break,

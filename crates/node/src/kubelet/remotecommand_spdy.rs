@@ -15,21 +15,20 @@ use std::sync::Arc;
 use axum::extract::Request;
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use http::{header, HeaderValue, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, DuplexStream, WriteHalf};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::remotecommand::{
     attach_status, exec_status, parse_resize, Action, Streams, DRAIN_AFTER_EXIT, STREAM_BUFFER, V4,
     V5,
 };
-use super::spdy::{header as spdy_header, rst, Codec, Frame, FLAG_FIN};
+use super::spdy::{self, header as spdy_header, rst, Frame, FLAG_FIN};
 use super::status_response;
 use crate::runtime::{ExecRequest, NodeRuntime, TerminalSize};
 
@@ -106,24 +105,18 @@ where
     R: AsyncRead + Send + Unpin + 'static,
     W: AsyncWrite + Send + Unpin + 'static,
 {
-    let (codec_in, codec_out) = match (Codec::new(), Codec::new()) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
+    let spdy::SessionIo {
+        mut frames,
+        out,
+        write,
+    } = match spdy::session_io(reader, writer) {
+        Ok(io) => io,
+        Err(e) => {
             tracing::warn!(error = %e, "SPDY header compression unavailable");
             return;
         }
     };
-    let mut frames = FramedRead::new(reader, codec_in);
-    let mut sink = FramedWrite::new(writer, codec_out);
-    let (out, mut out_rx) = mpsc::channel::<Frame>(64);
-    let writer = tokio::spawn(async move {
-        while let Some(f) = out_rx.recv().await {
-            if sink.send(f).await.is_err() {
-                return;
-            }
-        }
-        let _ = sink.close().await; // the client may be gone already
-    });
+    let writer = tokio::spawn(write);
 
     let s = &target.streams;
     let mut wanted: Vec<&str> = vec!["error"];

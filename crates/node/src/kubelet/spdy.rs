@@ -16,7 +16,10 @@ use std::sync::OnceLock;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
-use tokio_util::codec::{Decoder, Encoder};
+use futures::SinkExt;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio_util::codec::{Decoder, Encoder, FramedRead, FramedWrite};
 
 /// The protocol version this codec speaks.
 pub const VERSION: u16 = 3;
@@ -236,6 +239,37 @@ pub fn dictionary() -> &'static [u8] {
 
 /// Encodes and decodes frames for one direction pair of a session. Use one
 /// codec per session side: the header compression contexts are stateful.
+/// The frames of one SPDY session: incoming ones, a sender for outgoing
+/// ones, and the future that writes those in order (run it as a task); it
+/// closes the connection once every sender is gone. Each direction has its
+/// own compression context.
+pub struct SessionIo<R> {
+    pub frames: FramedRead<R, Codec>,
+    pub out: mpsc::Sender<Frame>,
+    pub write: futures::future::BoxFuture<'static, ()>,
+}
+
+/// [`SessionIo`] over `reader`/`writer`.
+pub fn session_io<R, W>(reader: R, writer: W) -> Result<SessionIo<R>, SpdyError>
+where
+    R: AsyncRead + Send + Unpin + 'static,
+    W: AsyncWrite + Send + Unpin + 'static,
+{
+    let frames = FramedRead::new(reader, Codec::new()?);
+    let mut sink = FramedWrite::new(writer, Codec::new()?);
+    let (out, mut out_rx) = mpsc::channel::<Frame>(64);
+    let write = Box::pin(async move {
+        while let Some(f) = out_rx.recv().await {
+            if let Err(e) = sink.send(f).await {
+                tracing::debug!(error = %e, "SPDY session write failed");
+                return;
+            }
+        }
+        let _ = sink.close().await; // the peer may be gone already
+    });
+    Ok(SessionIo { frames, out, write })
+}
+
 pub struct Codec {
     inflate: Decompress,
     deflate: Compress,
