@@ -316,6 +316,29 @@ async fn node_address(client: Option<&kube::Client>, pod: &Pod) -> Option<String
         .map(|a| a.address)
 }
 
+/// `key` of a ConfigMap's or Secret's data as an env value; `None` when
+/// the object is absent (optional) or an optional key is missing: the
+/// variable is left out.
+fn key_value(
+    data: Option<BTreeMap<String, Vec<u8>>>,
+    key: &str,
+    optional: bool,
+    kind: &str,
+    namespace: &str,
+    name: &str,
+) -> Result<Option<String>, ConfigError> {
+    let Some(data) = data else {
+        return Ok(None);
+    };
+    match data.get(key) {
+        Some(v) => Ok(Some(String::from_utf8_lossy(v).into_owned())),
+        None if optional => Ok(None),
+        None => Err(ConfigError(format!(
+            "couldn't find key {key} in {kind} {namespace}/{name}"
+        ))),
+    }
+}
+
 /// A downward API `fieldRef` value. `whole_maps` allows `metadata.labels`
 /// and `metadata.annotations` (volumes only), formatted as the kubelet does.
 pub(crate) fn field_value(
@@ -521,33 +544,17 @@ pub(crate) async fn container_env(
         };
         let value = if let Some(r) = &from.config_map_key_ref {
             let optional = r.optional.unwrap_or(false);
-            match objects.config_map_data(&r.name, optional).await? {
+            let data = objects.config_map_data(&r.name, optional).await?;
+            match key_value(data, &r.key, optional, "ConfigMap", &namespace, &r.name)? {
+                Some(v) => v,
                 None => continue,
-                Some(data) => match data.get(&r.key) {
-                    Some(v) => String::from_utf8_lossy(v).into_owned(),
-                    None if optional => continue,
-                    None => {
-                        return Err(ConfigError(format!(
-                            "couldn't find key {} in ConfigMap {namespace}/{}",
-                            r.key, r.name
-                        )))
-                    }
-                },
             }
         } else if let Some(r) = &from.secret_key_ref {
             let optional = r.optional.unwrap_or(false);
-            match objects.secret_data(&r.name, optional).await? {
+            let data = objects.secret_data(&r.name, optional).await?;
+            match key_value(data, &r.key, optional, "Secret", &namespace, &r.name)? {
+                Some(v) => v,
                 None => continue,
-                Some(data) => match data.get(&r.key) {
-                    Some(v) => String::from_utf8_lossy(v).into_owned(),
-                    None if optional => continue,
-                    None => {
-                        return Err(ConfigError(format!(
-                            "couldn't find key {} in Secret {namespace}/{}",
-                            r.key, r.name
-                        )))
-                    }
-                },
             }
         } else if let Some(f) = &from.field_ref {
             field_value(pod, facts, &f.field_path, false)?
