@@ -553,20 +553,11 @@ impl Server {
 
     /// The node arguments this server was started with (for `skiff node reset`).
     fn node_args(&self) -> Vec<String> {
-        let mut out = Vec::new();
-        let mut it = self.extra_args.iter();
-        while let Some(a) = it.next() {
-            if matches!(
-                a.as_str(),
-                "--node-bridge" | "--cgroup-parent" | "--oci-runtime"
-            ) {
-                out.push(a.clone());
-                if let Some(v) = it.next() {
-                    out.push(v.clone());
-                }
-            }
-        }
-        out
+        ["--node-bridge", "--cgroup-parent", "--oci-runtime"]
+            .into_iter()
+            .filter_map(|flag| Some([flag.to_string(), self.arg(flag)?]))
+            .flatten()
+            .collect()
     }
 
     /// Put an image archive into this server's image store (`skiff image import`).
