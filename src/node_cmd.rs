@@ -193,7 +193,8 @@ pub async fn start(
         .await
         .context("starting the node runtime")?,
     );
-    let mut cfg = skiff_node::AgentConfig::new(&args.node_name, &host_ip(&args.pod_cidr));
+    // The node's address as pods see it: the bridge gateway.
+    let mut cfg = skiff_node::AgentConfig::new(&args.node_name, &gateway.to_string());
     cfg.container_events = false; // the runtime records them as they happen
     let agent = skiff_node::Agent::new(client, cfg, rt.clone());
     tokio::spawn(agent.run(shutdown));
@@ -210,16 +211,6 @@ fn nft_table(bridge: &str) -> String {
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
     format!("skiff_{clean}")
-}
-
-/// The node's address as pods see it: the bridge gateway (first address of
-/// the pod range).
-fn host_ip(cidr: &str) -> String {
-    cidr.split('/')
-        .next()
-        .and_then(|a| a.parse::<std::net::Ipv4Addr>().ok())
-        .map(|a| std::net::Ipv4Addr::from(u32::from(a) + 1).to_string())
-        .unwrap_or_else(|| "127.0.0.1".into())
 }
 
 /// `skiff node ...`: operate on this machine's node.
