@@ -258,6 +258,8 @@ pub struct SandboxRuntime {
     node: Arc<Node>,
     /// The last CPU sample of each container, for [`NodeRuntime::stats`].
     samples: stats::CpuSamples,
+    /// What the Node object says about this machine (read once).
+    facts: NodeFacts,
 }
 
 impl std::fmt::Debug for SandboxRuntime {
@@ -323,6 +325,7 @@ impl SandboxRuntime {
         });
         tokio::spawn(route_exits(Arc::downgrade(&node)));
         Ok(SandboxRuntime {
+            facts: node_facts(&node.config),
             node,
             samples: stats::CpuSamples::default(),
         })
@@ -489,25 +492,29 @@ fn os_image() -> String {
         .unwrap_or_else(|| "Linux".into())
 }
 
+/// The Node facts of this machine under `c`.
+fn node_facts(c: &SandboxConfig) -> NodeFacts {
+    NodeFacts {
+        cpu_millis: c.cpu_millis,
+        memory_bytes: c.memory_bytes,
+        pods: c.max_pods,
+        ephemeral_storage_bytes: 100 << 30,
+        architecture: match std::env::consts::ARCH {
+            "x86_64" => "amd64".into(),
+            "aarch64" => "arm64".into(),
+            other => other.into(),
+        },
+        container_runtime_version: format!("runc://{}", env!("CARGO_PKG_VERSION")),
+        kernel_version: read_first_line("/proc/sys/kernel/osrelease"),
+        os_image: os_image(),
+        pod_cidr: Some(c.pod_cidr.clone()),
+    }
+}
+
 #[async_trait::async_trait]
 impl NodeRuntime for SandboxRuntime {
     fn facts(&self) -> NodeFacts {
-        let c = &self.node.config;
-        NodeFacts {
-            cpu_millis: c.cpu_millis,
-            memory_bytes: c.memory_bytes,
-            pods: c.max_pods,
-            ephemeral_storage_bytes: 100 << 30,
-            architecture: match std::env::consts::ARCH {
-                "x86_64" => "amd64".into(),
-                "aarch64" => "arm64".into(),
-                other => other.into(),
-            },
-            container_runtime_version: format!("runc://{}", env!("CARGO_PKG_VERSION")),
-            kernel_version: read_first_line("/proc/sys/kernel/osrelease"),
-            os_image: os_image(),
-            pod_cidr: Some(c.pod_cidr.clone()),
-        }
+        self.facts.clone()
     }
 
     fn subscribe(&self) -> mpsc::UnboundedReceiver<PodEvent> {
