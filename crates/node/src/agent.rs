@@ -13,9 +13,10 @@
 //! deletion), like a node cut off from the API server; removing it resumes
 //! and re-syncs every pod.
 
+use crate::lock;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -87,13 +88,6 @@ impl AgentConfig {
             event_qps: 50.0,
             event_burst: 100,
         }
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

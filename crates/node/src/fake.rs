@@ -18,10 +18,11 @@
 //! No task per pod: one timer task per runtime wakes up for the next exit,
 //! restart or readiness deadline.
 
+use crate::lock;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::net::{IpAddr, Ipv4Addr};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -242,13 +243,6 @@ struct Shared {
     timers: Mutex<BinaryHeap<Reverse<Timer>>>,
     wake: Notify,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<PodEvent>>>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 impl Shared {

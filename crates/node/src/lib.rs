@@ -18,7 +18,7 @@ pub mod runtime;
 pub mod sandbox;
 pub mod status;
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use skiff_client::metrics::{PodMetricsSource, PodUsage};
 use tokio_util::sync::CancellationToken;
@@ -26,6 +26,15 @@ use tokio_util::sync::CancellationToken;
 pub use agent::{Agent, AgentConfig};
 pub use fake::{FakeNodeConfig, FakeRuntime};
 pub use runtime::{NodeRuntime, RuntimeError};
+
+/// Lock `m`, taking over a lock a panicking holder poisoned (the data is
+/// still consistent: every holder leaves it so between statements).
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
 
 /// Errors of the node side.
 #[derive(Debug, thiserror::Error)]

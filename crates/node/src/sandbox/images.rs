@@ -22,9 +22,10 @@
 //! by digest only are untagged in the store, so the periodic pass removes
 //! them once no container uses them (they are pulled again when needed).
 
+use crate::lock;
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Secret;
@@ -115,13 +116,6 @@ impl std::fmt::Debug for StoreImages {
             .field("store", &self.inner.store.root())
             .field("settings", &self.inner.settings)
             .finish_non_exhaustive()
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

@@ -24,10 +24,11 @@ pub mod stats;
 pub mod supervisor;
 mod volumes;
 
+use crate::lock;
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
@@ -138,13 +139,6 @@ impl SandboxConfig {
 
     fn pods_dir(&self) -> PathBuf {
         self.root.join("pods")
-    }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
     }
 }
 

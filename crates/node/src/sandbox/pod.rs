@@ -1,8 +1,9 @@
 //! One pod's worker: its sandbox, its containers' lifecycle, its state file.
 
+use crate::lock;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -150,13 +151,6 @@ pub(crate) struct PodWorker {
     rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
     /// Bumped on every state change (log followers watch it).
     changed: watch::Sender<u64>,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 fn write_state(dir: &Path, state: &PodState) {

@@ -13,11 +13,12 @@
 //! container exit until the connection closes; for `attach`, frames of
 //! the container's stdio, see [`super::attach`]).
 
+use crate::lock;
 use std::collections::HashMap;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -211,13 +212,6 @@ fn bundle_terminal(bundle: &Path) -> bool {
         .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
         .and_then(|v| v["process"]["terminal"].as_bool())
         .unwrap_or(false)
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    match m.lock() {
-        Ok(g) => g,
-        Err(p) => p.into_inner(),
-    }
 }
 
 #[derive(Default)]
