@@ -131,6 +131,11 @@ async fn server(args: ServerArgs) -> anyhow::Result<()> {
     let data_dir = args.data_dir.clone().unwrap_or_else(default_data_dir);
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("creating {}", data_dir.display()))?;
+    // Absolute: the node hands paths under it to runc, CNI plugins and the
+    // supervisor, which do not share our working directory's meaning.
+    let data_dir = data_dir
+        .canonicalize()
+        .with_context(|| format!("resolving {}", data_dir.display()))?;
     let db_path = match args.store.as_str() {
         "sqlite" => data_dir.join("state.db"),
         s if s.starts_with("sqlite:") => PathBuf::from(&s["sqlite:".len()..]),

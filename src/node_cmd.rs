@@ -238,6 +238,7 @@ pub fn node_command(cmd: NodeCmd, default_data_dir: PathBuf) -> anyhow::Result<(
     match cmd.command {
         NodeSub::Reset { data_dir, node } => {
             let data_dir = data_dir.unwrap_or(default_data_dir);
+            let data_dir = data_dir.canonicalize().unwrap_or(data_dir);
             reset(&data_dir, &node)
         }
     }

@@ -52,7 +52,14 @@ fn a_pod_runs_as_a_real_container_with_its_own_address_and_logs() {
     }
 
     let uid = pod["metadata"]["uid"].as_str().expect("uid").to_string();
-    assert!(mounts_of(&uid) >= 3, "the pod's namespaces are bind mounts");
+    // One host mount per pod of one container: its network namespace. IPC
+    // and UTS are the container's own, and its overlay rootfs is mounted
+    // inside the container's mount namespace only.
+    assert_eq!(
+        mounts_of(&uid),
+        1,
+        "only the network namespace is a bind mount"
+    );
     let parent = s.arg("--cgroup-parent").unwrap_or_default();
     let pod_cgroup = Path::new("/sys/fs/cgroup/memory")
         .join(&parent)
@@ -1132,4 +1139,92 @@ spec:
     );
     stop.store(true, Ordering::SeqCst);
     let _ = server.join();
+}
+
+#[test]
+fn containers_of_a_pod_share_its_network_ipc_and_uts_namespaces() {
+    let s = node_server();
+    s.ok_stdin(
+        &["apply", "-f", "-"],
+        r#"{"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "duo"},
+            "spec": {"terminationGracePeriodSeconds": 1,
+              "initContainers": [{"name": "init", "image": "busybox:test",
+                "command": ["sh", "-c", "for n in net ipc uts; do readlink /proc/self/ns/$n; done > /shared/init; hostname >> /shared/init"],
+                "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}],
+              "containers": [
+                {"name": "a", "image": "busybox:test",
+                 "command": ["sh", "-c", "mkdir -p /www && echo from-a > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www"]},
+                {"name": "b", "image": "busybox:test", "command": ["sleep", "3600"],
+                 "volumeMounts": [{"name": "shared", "mountPath": "/shared"}]}],
+              "volumes": [{"name": "shared", "emptyDir": {}}]}}"#,
+    );
+    wait_phase(&s, "duo", "Running");
+    let ns_of = |c: &str| {
+        s.ok(&[
+            "exec",
+            "duo",
+            "-c",
+            c,
+            "--",
+            "sh",
+            "-c",
+            "for n in net ipc uts; do readlink /proc/self/ns/$n; done; hostname",
+        ])
+    };
+    let (a, b) = (ns_of("a"), ns_of("b"));
+    assert_eq!(a, b, "both containers see the same namespaces");
+    assert!(
+        a.starts_with("net:[") && a.contains("\nipc:[") && a.contains("\nuts:["),
+        "{a}"
+    );
+    assert!(a.ends_with("duo\n"), "{a}");
+    let init = s.ok(&["exec", "duo", "-c", "b", "--", "cat", "/shared/init"]);
+    assert_eq!(init, a, "the init container ran in them too");
+    // Over the shared loopback (up from the start), b reaches a's server.
+    let page = until(
+        Duration::from_secs(20),
+        || {
+            let out = s.kubectl(&[
+                "exec",
+                "duo",
+                "-c",
+                "b",
+                "--",
+                "timeout",
+                "5",
+                "wget",
+                "-qO-",
+                "http://127.0.0.1:8080/",
+            ]);
+            let text = String::from_utf8_lossy(&out.stdout).into_owned();
+            text.contains("from-a").then_some(text)
+        },
+        || s.log(),
+    );
+    assert_eq!(page.trim(), "from-a");
+
+    // A pod of one container: its own IPC and UTS namespaces (nobody to
+    // share them with), the pod's hostname, loopback up.
+    s.ok(&[
+        "run",
+        "solo",
+        "--image=busybox:test",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    wait_phase(&s, "solo", "Running");
+    let solo = s.ok(&[
+        "exec",
+        "solo",
+        "--",
+        "sh",
+        "-c",
+        "for n in ipc uts; do readlink /proc/self/ns/$n; done; hostname; ip -o link show lo",
+    ]);
+    assert!(solo.contains("\nsolo\n"), "{solo}");
+    assert!(solo.contains("UP"), "{solo}");
+    let duo_ipc = a.lines().nth(1).unwrap_or_default().to_string();
+    assert!(!solo.contains(&duo_ipc), "{solo} vs {a}");
 }

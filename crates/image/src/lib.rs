@@ -4,14 +4,17 @@
 //! docker-archive tars ([`ImageStore::import`]), unpacks each layer once into
 //! a directory that overlayfs can use as a lowerdir (whiteouts converted),
 //! resolves references the way Kubernetes does, and garbage-collects what
-//! no tag or running container uses. [`mount::mount_rootfs`] stacks an
-//! image's layers into a container root filesystem; [`build`] makes small
+//! no tag or running container uses. [`mount::plan_rootfs`] stacks an
+//! image's layers into a container root filesystem (mounted by the OCI
+//! runtime inside the container, or here); [`layers::read_file`] reads an
+//! image's file without mounting it; [`build`] makes small
 //! test images from host files.
 
 pub mod build;
 pub mod digest;
 pub mod error;
 mod import;
+pub mod layers;
 pub mod mount;
 pub mod pull;
 pub mod reference;

@@ -26,51 +26,131 @@ use crate::store::Image;
 /// Bytes the classic mount(2) accepts for the options string.
 const PAGE_LIMIT: usize = 4095;
 
+/// The overlay of one container: its directories and option values.
+struct Overlay {
+    rootfs: PathBuf,
+    /// Lower layer directories, top first.
+    lowers: Vec<String>,
+    upper: String,
+    work: String,
+}
+
+impl Overlay {
+    /// Create `<container_dir>/{upper,work,rootfs}` and check the paths can
+    /// be overlayfs options.
+    fn new(image: &Image, container_dir: &Path) -> Result<Overlay> {
+        let upper = container_dir.join("upper");
+        let work = container_dir.join("work");
+        let rootfs = container_dir.join("rootfs");
+        for d in [&upper, &work, &rootfs] {
+            fs::create_dir_all(d).ctx("creating", d)?;
+        }
+        let rootfs = rootfs.canonicalize().ctx("resolving", &rootfs)?;
+        let upper = upper.canonicalize().ctx("resolving", &upper)?;
+        let work = work.canonicalize().ctx("resolving", &work)?;
+        let mut lowers: Vec<PathBuf> = image.layers.iter().rev().cloned().collect();
+        if lowers.is_empty() {
+            // overlayfs needs a lower layer; an image without layers gets an empty one.
+            let empty = container_dir.join("empty");
+            fs::create_dir_all(&empty).ctx("creating", &empty)?;
+            lowers.push(empty);
+        }
+        let fail = |reason: String| Error::Mount {
+            path: rootfs.clone(),
+            reason,
+        };
+        let check = |p: &Path| -> Result<String> {
+            let s = p
+                .to_str()
+                .ok_or_else(|| fail(format!("{} is not UTF-8", p.display())))?;
+            if s.contains([':', ',', '\\']) {
+                return Err(fail(format!("{s} contains ':', ',' or '\\'")));
+            }
+            Ok(s.to_string())
+        };
+        let lowers = lowers
+            .iter()
+            .map(|l| check(l))
+            .collect::<Result<Vec<_>>>()?;
+        let (upper, work) = (check(&upper)?, check(&work)?);
+        Ok(Overlay {
+            rootfs,
+            lowers,
+            upper,
+            work,
+        })
+    }
+
+    /// The options as `mount(2)` takes them (one string).
+    fn options(&self) -> String {
+        format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.lowers.join(":"),
+            self.upper,
+            self.work
+        )
+    }
+}
+
+/// A container root filesystem as the OCI runtime gets it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rootfs {
+    /// The bundle's `root.path`.
+    pub path: PathBuf,
+    /// When set, the overlay the runtime must mount on `path` inside the
+    /// container's own mount namespace (the bundle's first mount, at `/`),
+    /// as `mount(8)`-style options: nothing is mounted on the host, so the
+    /// host's mount table does not grow with the containers (every runtime
+    /// start copies and scans that table). `None`: `path` already is the
+    /// whole root filesystem (a host overlay mount, or a copy).
+    pub overlay: Option<Vec<String>>,
+    /// The directories to read image files from while the overlay is not
+    /// mounted on the host ([`crate::layers::read_file`]), top first.
+    pub layers: Vec<PathBuf>,
+}
+
+/// Prepare `<container_dir>` for a container of `image`: the overlay's
+/// directories, mounted by the OCI runtime inside the container (see
+/// [`Rootfs::overlay`]). Where that cannot work (no overlayfs: a copy;
+/// options longer than one page: a host mount with the new mount API) the
+/// rootfs is made complete here instead.
+pub fn plan_rootfs(image: &Image, container_dir: &Path) -> Result<Rootfs> {
+    if overlay_available() {
+        let o = Overlay::new(image, container_dir)?;
+        if o.options().len() <= PAGE_LIMIT && !is_mount_point(&o.rootfs) {
+            return Ok(Rootfs {
+                path: o.rootfs,
+                overlay: Some(vec![
+                    format!("lowerdir={}", o.lowers.join(":")),
+                    format!("upperdir={}", o.upper),
+                    format!("workdir={}", o.work),
+                ]),
+                layers: o.lowers.iter().map(PathBuf::from).collect(),
+            });
+        }
+    }
+    let path = prepare_rootfs(image, container_dir)?;
+    Ok(Rootfs {
+        layers: vec![path.clone()],
+        path,
+        overlay: None,
+    })
+}
+
 /// Mount `image`'s root filesystem at `<container_dir>/rootfs` and return
 /// that path. Mounting an already mounted rootfs returns it unchanged.
 pub fn mount_rootfs(image: &Image, container_dir: &Path) -> Result<PathBuf> {
-    let upper = container_dir.join("upper");
-    let work = container_dir.join("work");
-    let rootfs = container_dir.join("rootfs");
-    for d in [&upper, &work, &rootfs] {
-        fs::create_dir_all(d).ctx("creating", d)?;
-    }
-    let rootfs = rootfs.canonicalize().ctx("resolving", &rootfs)?;
-    let upper = upper.canonicalize().ctx("resolving", &upper)?;
-    let work = work.canonicalize().ctx("resolving", &work)?;
+    let o = Overlay::new(image, container_dir)?;
+    let rootfs = o.rootfs.clone();
     if is_mount_point(&rootfs) {
         return Ok(rootfs);
-    }
-    let mut lowers: Vec<PathBuf> = image.layers.iter().rev().cloned().collect();
-    if lowers.is_empty() {
-        // overlayfs needs a lower layer; an image without layers gets an empty one.
-        let empty = container_dir.join("empty");
-        fs::create_dir_all(&empty).ctx("creating", &empty)?;
-        lowers.push(empty);
     }
     let fail = |reason: String| Error::Mount {
         path: rootfs.clone(),
         reason,
     };
-    let check = |p: &Path| -> Result<String> {
-        let s = p
-            .to_str()
-            .ok_or_else(|| fail(format!("{} is not UTF-8", p.display())))?;
-        if s.contains([':', ',', '\\']) {
-            return Err(fail(format!("{s} contains ':', ',' or '\\'")));
-        }
-        Ok(s.to_string())
-    };
-    let lower_strs = lowers
-        .iter()
-        .map(|l| check(l))
-        .collect::<Result<Vec<_>>>()?;
-    let (upper_s, work_s) = (check(&upper)?, check(&work)?);
-
-    let opts = format!(
-        "lowerdir={},upperdir={upper_s},workdir={work_s}",
-        lower_strs.join(":")
-    );
+    let opts = o.options();
+    let (lower_strs, upper_s, work_s) = (&o.lowers, &o.upper, &o.work);
     if opts.len() <= PAGE_LIMIT {
         let data = std::ffi::CString::new(opts).map_err(|e| fail(e.to_string()))?;
         rustix::mount::mount(
@@ -82,10 +162,10 @@ pub fn mount_rootfs(image: &Image, container_dir: &Path) -> Result<PathBuf> {
         )
         .map_err(|e| fail(format!("mount(2): {e}")))?;
     } else {
-        mount_per_layer(&lower_strs, &upper_s, &work_s, &rootfs)
+        mount_per_layer(lower_strs, upper_s, work_s, &rootfs)
             .map_err(|e| fail(format!("{} layers via lowerdir+: {e}", lower_strs.len())))?;
     }
-    tracing::debug!(rootfs = %rootfs.display(), layers = lowers.len(), "mounted rootfs");
+    tracing::debug!(rootfs = %rootfs.display(), layers = lower_strs.len(), "mounted rootfs");
     Ok(rootfs)
 }
 
@@ -157,7 +237,20 @@ pub fn unmount_rootfs(container_dir: &Path) -> Result<()> {
 }
 
 /// Whether `path` (canonical) is a mount point in this mount namespace.
+/// `statx` says so directly (Linux 5.8+: no scan of the mount table, which
+/// is long on a node with many pods); older kernels read mountinfo.
 pub fn is_mount_point(path: &Path) -> bool {
+    use rustix::fs::{AtFlags, StatxAttributes, StatxFlags};
+    if let Ok(st) = rustix::fs::statx(
+        rustix::fs::CWD,
+        path,
+        AtFlags::SYMLINK_NOFOLLOW | AtFlags::NO_AUTOMOUNT,
+        StatxFlags::BASIC_STATS,
+    ) {
+        if st.stx_attributes_mask.contains(StatxAttributes::MOUNT_ROOT) {
+            return st.stx_attributes.contains(StatxAttributes::MOUNT_ROOT);
+        }
+    }
     let Ok(info) = fs::read_to_string("/proc/self/mountinfo") else {
         return false;
     };

@@ -441,6 +441,74 @@ impl ImageStore {
         mounted_layers(&self.root.join("layers"))
     }
 
+    /// Record that the container whose directory is `container_dir` uses
+    /// `image`. Its overlay is mounted by the OCI runtime inside the
+    /// container's own mount namespace, where this host's mountinfo does not
+    /// show it, so [`gc`](Self::gc) keeps the image and its layers while the
+    /// lease exists and `container_dir` does; [`unlease`](Self::unlease)
+    /// ends it.
+    pub fn lease(&self, image: &Image, container_dir: &Path) -> Result<()> {
+        let _shared = self.lock("lock", false)?; // not while gc runs
+        let dir = self.root.join("leases");
+        fs::create_dir_all(&dir).ctx("creating", &dir)?;
+        let lease = Lease {
+            dir: container_dir.to_path_buf(),
+            image: image.id.clone(),
+            layers: image.diff_ids.clone(),
+        };
+        let bytes = serde_json::to_vec(&lease)
+            .map_err(|e| Error::Malformed(format!("encoding a lease: {e}")))?;
+        let path = lease_path(&dir, container_dir);
+        let tmp = path.with_extension("tmp");
+        fs::write(&tmp, bytes).ctx("writing", &tmp)?;
+        fs::rename(&tmp, &path).ctx("renaming", &tmp)?;
+        Ok(())
+    }
+
+    /// End the lease of `container_dir` (fine when there is none).
+    pub fn unlease(&self, container_dir: &Path) -> Result<()> {
+        let path = lease_path(&self.root.join("leases"), container_dir);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e).ctx("removing", &path),
+            _ => Ok(()),
+        }
+    }
+
+    /// Image IDs and layer diff IDs (hex) held by leases whose container
+    /// directory still exists; the others are stale and removed.
+    pub fn leased(&self) -> (HashSet<String>, HashSet<String>) {
+        let (mut images, mut layers) = (HashSet::new(), HashSet::new());
+        let dir = self.root.join("leases");
+        let Ok(entries) = fs::read_dir(&dir) else {
+            return (images, layers);
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.extension().is_some_and(|e| e == "tmp") {
+                continue;
+            }
+            let Some(lease) = fs::read(&path)
+                .ok()
+                .and_then(|b| serde_json::from_slice::<Lease>(&b).ok())
+            else {
+                let _ = fs::remove_file(&path);
+                continue;
+            };
+            if !lease.dir.exists() {
+                let _ = fs::remove_file(&path);
+                continue;
+            }
+            images.insert(lease.image);
+            layers.extend(
+                lease
+                    .layers
+                    .iter()
+                    .map(|d| d.trim_start_matches("sha256:").to_string()),
+            );
+        }
+        (images, layers)
+    }
+
     /// Untag: drop the reference. Given an image ID (or a digest
     /// reference), drop every tag of that image and the image record.
     /// Content goes at the next [`gc`](Self::gc). Returns what was removed.
@@ -480,12 +548,15 @@ impl ImageStore {
     pub fn gc(&self, in_use: &HashSet<String>) -> Result<GcReport> {
         let _excl = self.lock("lock", true)?;
         let mut report = GcReport::default();
+        let (leased_images, leased_layers) = self.leased();
         let doc = self.update_index(|doc| {
             let tagged: HashSet<String> = doc.refs.values().cloned().collect();
             let drop: Vec<String> = doc
                 .images
                 .keys()
-                .filter(|id| !tagged.contains(*id) && !in_use.contains(*id))
+                .filter(|id| {
+                    !tagged.contains(*id) && !in_use.contains(*id) && !leased_images.contains(*id)
+                })
                 .cloned()
                 .collect();
             for id in &drop {
@@ -497,6 +568,7 @@ impl ImageStore {
 
         let mut blobs = HashSet::new();
         let mut layers: HashSet<String> = mounted_layers(&self.root.join("layers"));
+        layers.extend(leased_layers);
         for (id, rec) in &doc.images {
             blobs.insert(id.trim_start_matches("sha256:").to_string());
             for m in &rec.manifests {
@@ -546,6 +618,19 @@ impl ImageStore {
         }
         Ok(report)
     }
+}
+
+/// One container's use of an image (see [`ImageStore::lease`]).
+#[derive(Serialize, Deserialize)]
+struct Lease {
+    dir: PathBuf,
+    image: String,
+    layers: Vec<String>,
+}
+
+fn lease_path(leases: &Path, container_dir: &Path) -> PathBuf {
+    let key = Digest::of(container_dir.as_os_str().as_encoded_bytes());
+    leases.join(format!("{}.json", key.hex()))
 }
 
 fn read_layer_meta(dir: &Path) -> Option<u64> {

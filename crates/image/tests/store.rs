@@ -262,6 +262,19 @@ fn whiteouts_and_opaque_dirs_hide_lower_files_in_the_mounted_rootfs() {
     assert_eq!(&buf[..n], b"y");
     assert!(!top.join("d/.wh..wh..opq").exists());
 
+    // Read through the layers without a mount: the same view.
+    let top_first: Vec<PathBuf> = img.layers.iter().rev().cloned().collect();
+    let read = |p: &str| {
+        skiff_image::layers::read_file(&top_first, p, 1 << 20)
+            .unwrap()
+            .map(|b| String::from_utf8(b).unwrap())
+    };
+    assert_eq!(read("/a/keep").as_deref(), Some("keep\n"));
+    assert_eq!(read("/a/gone"), None);
+    assert_eq!(read("/d/x"), None);
+    assert_eq!(read("/d/sub/y"), None);
+    assert_eq!(read("/d/new").as_deref(), Some("new\n"));
+
     let container = tmp.path().join("c1");
     let _guard = MountGuard(container.clone());
     let rootfs = mount_rootfs(&img, &container).unwrap();
@@ -728,4 +741,40 @@ fn bad_input_is_reported() {
         store.remove("nothing:here"),
         Err(Error::NotFound(_))
     ));
+}
+
+#[test]
+fn a_lease_keeps_an_image_while_its_container_directory_exists() {
+    let tmp = tmpdir("lease");
+    let store = ImageStore::open(tmp.path().join("store")).unwrap();
+    let archive = tmp.path().join("l.tar");
+    ImageBuilder::new()
+        .layer(Layer::new().file("/l", "l\n", 0o644))
+        .write_oci_archive(&archive, Some("test/l:1"))
+        .unwrap();
+    let img = store.import(&archive, None).unwrap().remove(0);
+    let container = tmp.path().join("c");
+    let planned = skiff_image::mount::plan_rootfs(&img, &container).unwrap();
+    store.lease(&img, &container).unwrap();
+    // Untagged, unmounted on the host, nobody says it is in use: the lease
+    // keeps it.
+    store.remove(&img.id).unwrap();
+    let r = store.gc(&HashSet::new()).unwrap();
+    assert_eq!(r.layers_removed, 0, "{r:?}");
+    assert!(img.layers[0].join("l").exists());
+    assert_eq!(planned.layers, vec![img.layers[0].clone()]);
+    if planned.overlay.is_some() {
+        assert!(
+            !is_mount_point(&planned.path),
+            "mounted by the runtime only"
+        );
+    }
+    // The container directory gone (a crash before `unlease`): the lease is stale.
+    unmount_rootfs(&container).unwrap();
+    fs::remove_dir_all(&container).unwrap();
+    let r = store.gc(&HashSet::new()).unwrap();
+    assert_eq!(r.layers_removed, 1);
+    assert!(!img.layers[0].exists());
+    assert_eq!(store.leased(), (HashSet::new(), HashSet::new()));
+    store.unlease(&container).unwrap(); // idempotent
 }

@@ -72,26 +72,26 @@ impl NetworkConfig {
 
     /// A bridge network with host-local addresses from `subnet`, the bridge
     /// as gateway and no masquerading (pods get no way out through NAT).
+    /// The loopback interface is not in the list: the node brings it up
+    /// when it makes the namespace (one process fewer per pod than the
+    /// `loopback` plugin).
     pub fn bridge(name: &str, bridge: &str, subnet: &str, ipam_dir: &Path) -> Self {
         NetworkConfig {
             name: name.into(),
             cni_version: "1.0.0".into(),
-            plugins: vec![
-                json!({
-                    "type": "bridge",
-                    "bridge": bridge,
-                    "isGateway": true,
-                    "ipMasq": false,
-                    "hairpinMode": true,
-                    "ipam": {
-                        "type": "host-local",
-                        "ranges": [[{"subnet": subnet}]],
-                        "routes": [{"dst": "0.0.0.0/0"}],
-                        "dataDir": ipam_dir,
-                    },
-                }),
-                json!({"type": "loopback"}),
-            ],
+            plugins: vec![json!({
+                "type": "bridge",
+                "bridge": bridge,
+                "isGateway": true,
+                "ipMasq": false,
+                "hairpinMode": true,
+                "ipam": {
+                    "type": "host-local",
+                    "ranges": [[{"subnet": subnet}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                    "dataDir": ipam_dir,
+                },
+            })],
         }
     }
 }

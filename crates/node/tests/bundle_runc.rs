@@ -133,9 +133,21 @@ impl Fixture {
         env: &[(String, String)],
     ) -> (String, PathBuf) {
         let id = format!("{}-{}", container.name, self.name).replace('_', "-");
+        // As the node does: the image stays a lower layer, the runtime mounts
+        // the container's overlay inside the container's mount namespace.
+        let own = self.dir.path().join(format!("c-{id}"));
+        for d in ["root", "upper", "work"] {
+            std::fs::create_dir_all(own.join(d)).unwrap();
+        }
         let prepared = Prepared {
             id: id.clone(),
-            rootfs: self.rootfs(),
+            rootfs: own.join("root"),
+            rootfs_overlay: Some(vec![
+                format!("lowerdir={}", self.rootfs().display()),
+                format!("upperdir={}", own.join("upper").display()),
+                format!("workdir={}", own.join("work").display()),
+            ]),
+            image_layers: vec![self.rootfs()],
             namespaces: self.namespaces(),
             cgroups_path: self.cgroups.container_path(&self.pod_uid, &id).unwrap(),
             mounts: vec![BindMount {

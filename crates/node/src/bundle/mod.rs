@@ -227,8 +227,12 @@ pub struct ContainerResources {
 pub struct ContainerPlan {
     /// The runc container id.
     pub id: String,
-    /// The container's root filesystem (already mounted).
+    /// The container's root filesystem: complete, or the mount point of
+    /// `rootfs_overlay`.
     pub rootfs: PathBuf,
+    /// Overlay options mounted on the rootfs first, inside the container's
+    /// mount namespace (nothing on the host).
+    pub rootfs_overlay: Option<Vec<String>>,
     pub readonly_rootfs: bool,
     pub args: Vec<String>,
     /// In order; names are unique.
@@ -373,6 +377,11 @@ fn mounts(plan: &ContainerPlan) -> Result<Vec<Mount>, BundleError> {
     volumes.sort_by_key(|m| depth(&m.destination));
     for m in volumes {
         standard.push(bind(&m.source, &m.destination, m.read_only, m.propagation)?);
+    }
+    if let Some(options) = &plan.rootfs_overlay {
+        // First: every other mount lands on the overlay.
+        let opts: Vec<&str> = options.iter().map(String::as_str).collect();
+        standard.insert(0, mount("/", "overlay", "overlay", &opts)?);
     }
     Ok(standard)
 }

@@ -27,9 +27,15 @@ const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/s
 pub struct Prepared {
     /// The runc container id.
     pub id: String,
-    /// The mounted root filesystem; `/etc/passwd` and `/etc/group` are read
-    /// from it.
+    /// The bundle's root path.
     pub rootfs: PathBuf,
+    /// The overlay options the runtime mounts on `rootfs` inside the
+    /// container (`skiff_image::mount::Rootfs::overlay`); `None` when
+    /// `rootfs` is complete already.
+    pub rootfs_overlay: Option<Vec<String>>,
+    /// Where `/etc/passwd` and `/etc/group` are read from: the image's layer
+    /// directories, top first (empty: `rootfs` itself).
+    pub image_layers: Vec<PathBuf>,
     pub namespaces: PodNamespaces,
     /// runc's `cgroupsPath` (see `cgroups::Cgroups::container_path`).
     pub cgroups_path: String,
@@ -394,7 +400,11 @@ pub fn resolve(
     };
 
     verify_non_root(&sc, &image_user, pod, container)?;
-    let users = ImageUsers::read(&prepared.rootfs)?;
+    let users = if prepared.image_layers.is_empty() {
+        ImageUsers::read(std::slice::from_ref(&prepared.rootfs))?
+    } else {
+        ImageUsers::read(&prepared.image_layers)?
+    };
     let user = process_user(&sc, &image_user, &users, pod_sc)?;
 
     let own_env = container_env(container, env);
@@ -453,6 +463,7 @@ pub fn resolve(
     Ok(ContainerPlan {
         id: prepared.id,
         rootfs: prepared.rootfs,
+        rootfs_overlay: prepared.rootfs_overlay,
         readonly_rootfs: csc
             .and_then(|c| c.read_only_root_filesystem)
             .unwrap_or(false),

@@ -69,6 +69,8 @@ fn plan_with(
     let prepared = Prepared {
         id: "cid".into(),
         rootfs: root.0.path().to_path_buf(),
+        rootfs_overlay: None,
+        image_layers: Vec::new(),
         cgroups_path: "/skiff/podu-1/cid".into(),
         ..Default::default()
     };

@@ -1,13 +1,11 @@
 //! Users and groups of a container image: `/etc/passwd` and `/etc/group`
-//! read inside the container's rootfs. The files come from the image, so
-//! they are opened with every path component (symlinks included) resolved
-//! as if the rootfs were `/` (`openat2` with `RESOLVE_IN_ROOT`): a link to
-//! `/etc/shadow` or `../../` never reaches the host. Reads are bounded.
+//! read through the image's layers (the container's overlay is mounted only
+//! inside the container). The files come from the image, so every path
+//! component (symlinks included) is resolved as if the image were `/`
+//! (`skiff_image::layers`): a link to `/etc/shadow` or `../../` never
+//! reaches the host. Reads are bounded.
 
-use std::io::Read;
-use std::path::Path;
-
-use rustix::fs::{Mode, OFlags, ResolveFlags};
+use std::path::PathBuf;
 
 use super::BundleError;
 
@@ -31,39 +29,16 @@ pub struct GroupEntry {
     pub members: Vec<String>,
 }
 
-/// Read a file of the rootfs by its in-container path; `None` when it does
-/// not exist.
-fn read_in_root(rootfs: &Path, path: &str) -> Result<Option<String>, BundleError> {
-    let err = |source: std::io::Error| BundleError::Rootfs {
-        path: rootfs.join(path.trim_start_matches('/')),
-        source,
-    };
-    let root = rustix::fs::open(
-        rootfs,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err(e.into()))?;
-    let fd = match rustix::fs::openat2(
-        &root,
-        path,
-        OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOCTTY | OFlags::NONBLOCK,
-        Mode::empty(),
-        ResolveFlags::IN_ROOT | ResolveFlags::NO_MAGICLINKS,
-    ) {
-        Ok(fd) => fd,
-        Err(rustix::io::Errno::NOENT) | Err(rustix::io::Errno::NOTDIR) => return Ok(None),
-        Err(e) => return Err(err(e.into())),
-    };
-    let file = std::fs::File::from(fd);
-    if !file.metadata().map_err(err)?.is_file() {
-        return Ok(None);
-    }
-    let mut bytes = Vec::new();
-    file.take(MAX_FILE_BYTES)
-        .read_to_end(&mut bytes)
-        .map_err(err)?;
-    Ok(Some(String::from_utf8_lossy(&bytes).into_owned()))
+/// Read a file of the image by its in-container path, through its layer
+/// directories (top first); `None` when it does not exist.
+fn read_in_layers(layers: &[PathBuf], path: &str) -> Result<Option<String>, BundleError> {
+    let top = layers.first().cloned().unwrap_or_default();
+    skiff_image::layers::read_file(layers, path, MAX_FILE_BYTES)
+        .map(|d| d.map(|b| String::from_utf8_lossy(&b).into_owned()))
+        .map_err(|source| BundleError::Rootfs {
+            path: top.join(path.trim_start_matches('/')),
+            source,
+        })
 }
 
 fn parse_passwd(text: &str) -> Vec<PasswdEntry> {
@@ -117,14 +92,15 @@ pub struct ImageUsers {
 }
 
 impl ImageUsers {
-    /// Read `/etc/passwd` and `/etc/group` of `rootfs` (missing files are
-    /// empty lists).
-    pub fn read(rootfs: &Path) -> Result<Self, BundleError> {
+    /// Read `/etc/passwd` and `/etc/group` of the image whose layer
+    /// directories are `layers` (top first; a complete rootfs is one
+    /// layer). Missing files are empty lists.
+    pub fn read(layers: &[PathBuf]) -> Result<Self, BundleError> {
         Ok(Self {
-            passwd: read_in_root(rootfs, "/etc/passwd")?
+            passwd: read_in_layers(layers, "/etc/passwd")?
                 .map(|t| parse_passwd(&t))
                 .unwrap_or_default(),
-            groups: read_in_root(rootfs, "/etc/group")?
+            groups: read_in_layers(layers, "/etc/group")?
                 .map(|t| parse_group(&t))
                 .unwrap_or_default(),
         })
@@ -221,7 +197,7 @@ mod tests {
     #[test]
     fn resolves_user_strings() {
         let dir = rootfs();
-        let users = ImageUsers::read(dir.path()).unwrap();
+        let users = ImageUsers::read(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(users.resolve("").unwrap(), (0, 0, Some("root".into())));
         assert_eq!(
             users.resolve("app").unwrap(),
@@ -263,7 +239,7 @@ mod tests {
         // there is no such file.
         std::os::unix::fs::symlink(host.path().join("passwd"), dir.path().join("etc/passwd"))
             .unwrap();
-        let users = ImageUsers::read(dir.path()).unwrap();
+        let users = ImageUsers::read(&[dir.path().to_path_buf()]).unwrap();
         assert!(users.passwd.is_empty());
         // So does a relative one climbing out.
         std::fs::remove_file(dir.path().join("etc/passwd")).unwrap();
@@ -271,13 +247,13 @@ mod tests {
         let up = "../".repeat(depth + 2);
         let rel = format!("{up}{}", host.path().join("passwd").display());
         std::os::unix::fs::symlink(rel, dir.path().join("etc/passwd")).unwrap();
-        let users = ImageUsers::read(dir.path()).unwrap();
+        let users = ImageUsers::read(&[dir.path().to_path_buf()]).unwrap();
         assert!(users.passwd.is_empty());
         // A link inside the rootfs is followed.
         std::fs::remove_file(dir.path().join("etc/passwd")).unwrap();
         std::fs::write(dir.path().join("etc/passwd.real"), "u:x:7:8::/:/bin/sh\n").unwrap();
         std::os::unix::fs::symlink("/etc/passwd.real", dir.path().join("etc/passwd")).unwrap();
-        let users = ImageUsers::read(dir.path()).unwrap();
+        let users = ImageUsers::read(&[dir.path().to_path_buf()]).unwrap();
         assert_eq!(users.resolve("u").unwrap(), (7, 8, Some("u".into())));
     }
 }

@@ -408,7 +408,10 @@ fn in_use(inner: &Inner) -> HashSet<String> {
             .filter(|(_, t)| t.elapsed() < min_age)
             .map(|(id, _)| id.clone()),
     );
-    let layers = inner.store.mounted_layers();
+    let mut layers = inner.store.mounted_layers();
+    let (leased_images, leased_layers) = inner.store.leased();
+    ids.extend(leased_images);
+    layers.extend(leased_layers);
     if let Ok(images) = inner.store.list() {
         for img in images {
             let all_mounted = !img.diff_ids.is_empty()
@@ -513,9 +516,13 @@ impl ImageSource for StoreImages {
         let dir = request.dir.to_path_buf();
         let id = found.id.clone();
         let config = found.config.clone();
-        let mounted =
-            tokio::task::spawn_blocking(move || skiff_image::mount::prepare_rootfs(&found, &dir))
-                .await;
+        let store = self.inner.store.clone();
+        let mounted = tokio::task::spawn_blocking(move || {
+            // The lease first: the overlay is invisible to the host's mountinfo.
+            store.lease(&found, &dir)?;
+            skiff_image::mount::plan_rootfs(&found, &dir)
+        })
+        .await;
         let rootfs = match mounted {
             Ok(Ok(p)) => p,
             Ok(Err(e)) => {
@@ -534,7 +541,9 @@ impl ImageSource for StoreImages {
         lock(&self.inner.mounted).insert(request.dir.to_path_buf(), id.clone());
         lock(&self.inner.last_used).insert(id, Instant::now());
         Ok(PreparedImage {
-            rootfs,
+            rootfs: rootfs.path,
+            overlay: rootfs.overlay,
+            layers: rootfs.layers,
             image_id,
             config: Some(config),
         })
@@ -542,9 +551,13 @@ impl ImageSource for StoreImages {
 
     async fn release(&self, dir: &Path) {
         let owned = dir.to_path_buf();
+        let store = self.inner.store.clone();
         let _ = tokio::task::spawn_blocking(move || {
             if let Err(e) = skiff_image::mount::unmount_rootfs(&owned) {
                 tracing::warn!(dir = %owned.display(), error = %e, "unmounting a container root filesystem failed");
+            }
+            if let Err(e) = store.unlease(&owned) {
+                tracing::warn!(dir = %owned.display(), error = %e, "ending an image lease failed");
             }
         })
         .await;
@@ -614,6 +627,14 @@ mod tests {
         built.config_digest.to_string()
     }
 
+    /// Whether the prepared image has `path` (the overlay itself is mounted
+    /// only inside containers).
+    fn readable(p: &PreparedImage, path: &str) -> bool {
+        skiff_image::layers::read_file(&p.layers, path, 1 << 10)
+            .unwrap()
+            .is_some()
+    }
+
     /// Unmounts on drop, so a failed assertion leaves no mount behind.
     struct Released(PathBuf);
 
@@ -649,7 +670,7 @@ mod tests {
             })
             .await
             .unwrap();
-        assert!(prepared.rootfs.join("used").exists());
+        assert!(readable(&prepared, "/used"));
         assert!(images.in_use().await.contains(&used));
         let r = images.collect_garbage().await.unwrap();
         assert_eq!(r.store.images_removed, vec![untagged.clone()]);
@@ -673,7 +694,7 @@ mod tests {
         assert!(r.in_use.contains(&used), "{r:?}");
         assert!(store.resolve(&tagged).unwrap().is_none());
         assert!(store.resolve("gc/used:1").unwrap().is_some());
-        assert!(prepared.rootfs.join("used").exists());
+        assert!(readable(&prepared, "/used"));
 
         // Released, the last image can go as well.
         images.release(&dir).await;

@@ -47,8 +47,13 @@ pub use pod::Recorded;
 /// A container's root filesystem, ready for its bundle.
 #[derive(Debug, Clone)]
 pub struct PreparedImage {
-    /// The mounted root filesystem.
+    /// The bundle's root path: complete, or where the runtime mounts
+    /// `overlay` inside the container.
     pub rootfs: PathBuf,
+    /// Overlay options for the runtime (`skiff_image::mount::Rootfs`).
+    pub overlay: Option<Vec<String>>,
+    /// The image's layer directories, top first, to read image files from.
+    pub layers: Vec<PathBuf>,
     /// `imageID` for the container status (`sha256:…` or `repo@sha256:…`).
     pub image_id: String,
     /// The image's configuration (entrypoint, env, user, working dir).
@@ -620,7 +625,7 @@ impl NodeRuntime for SandboxRuntime {
         let worker = self
             .worker(uid)
             .ok_or_else(|| RuntimeError::PodNotFound(uid.to_string()))?;
-        let netns = namespaces::PodNamespaces::at(&self.node.pod_dir(uid)).net;
+        let netns = namespaces::PodNamespaces::at(&self.node.pod_dir(uid), false).net;
         let mut target = connect_in_netns(netns, port).await.map_err(|e| {
             RuntimeError::Failed(format!(
                 "failed to connect to localhost:{port} inside namespace of pod {}: {e}",

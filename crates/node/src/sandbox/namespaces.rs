@@ -1,7 +1,11 @@
-//! A pod's shared namespaces without a pause process: its network, IPC and
-//! UTS namespaces are created once by util-linux's `unshare` and kept alive
-//! by bind mounts on files in the pod's directory; every container of the
-//! pod joins them by path.
+//! A pod's shared namespaces without a pause process: its network namespace
+//! (and, for pods of more than one container, its IPC and UTS namespaces)
+//! is created once by util-linux's `unshare` and kept alive by bind mounts
+//! on files in the pod's directory; every container of the pod joins them
+//! by path. A pod of one container gets its own IPC and UTS namespaces from
+//! the runtime instead (nobody to share them with), which keeps two mounts
+//! per pod off the host's mount table: every runtime start copies and scans
+//! that table, so its length is paid for by every container start.
 
 use std::path::{Path, PathBuf};
 
@@ -13,46 +17,56 @@ pub struct PodNamespaces {
     pub net: PathBuf,
     pub ipc: PathBuf,
     pub uts: PathBuf,
+    /// Whether the IPC and UTS namespaces are shared (made here) too.
+    pub shared_ipc_uts: bool,
 }
 
 impl PodNamespaces {
     /// Where the files of the pod whose directory is `dir` are.
-    pub fn at(dir: &Path) -> PodNamespaces {
+    pub fn at(dir: &Path, shared_ipc_uts: bool) -> PodNamespaces {
         PodNamespaces {
             net: dir.join("ns-net"),
             ipc: dir.join("ns-ipc"),
             uts: dir.join("ns-uts"),
+            shared_ipc_uts,
         }
     }
 
-    fn all(&self) -> [&Path; 3] {
-        [&self.net, &self.ipc, &self.uts]
+    fn made(&self) -> Vec<&Path> {
+        let mut all = vec![self.net.as_path()];
+        if self.shared_ipc_uts {
+            all.extend([self.ipc.as_path(), self.uts.as_path()]);
+        }
+        all
     }
 
     /// Whether the namespaces exist (the files are mount points of nsfs).
     pub fn exist(&self) -> bool {
-        self.all().iter().all(|p| is_nsfs(p))
+        self.made().iter().all(|p| is_nsfs(p))
     }
 
-    /// Create the namespaces, with `hostname` set in the UTS one. A partly
-    /// created set (a crash halfway) is removed first.
-    pub async fn create(&self, hostname: &str) -> Result<(), std::io::Error> {
+    /// Create the namespaces, with the loopback interface up in the network
+    /// one (the hostname is the runtime's job: every container's spec sets
+    /// it). A partly created set (a crash halfway) is removed first.
+    pub async fn create(&self) -> Result<(), std::io::Error> {
         if self.exist() {
             return Ok(());
         }
         self.remove();
-        for p in self.all() {
+        for p in self.made() {
             if let Some(dir) = p.parent() {
                 std::fs::create_dir_all(dir)?;
             }
             std::fs::File::create(p)?;
         }
-        let out = tokio::process::Command::new("unshare")
-            .arg(format!("--net={}", self.net.display()))
-            .arg(format!("--ipc={}", self.ipc.display()))
-            .arg(format!("--uts={}", self.uts.display()))
-            .arg("hostname")
-            .arg(hostname)
+        let mut cmd = tokio::process::Command::new("unshare");
+        cmd.arg(format!("--net={}", self.net.display()));
+        if self.shared_ipc_uts {
+            cmd.arg(format!("--ipc={}", self.ipc.display()))
+                .arg(format!("--uts={}", self.uts.display()));
+        }
+        let out = cmd
+            .args(["ip", "link", "set", "lo", "up"])
             .kill_on_drop(true)
             .output()
             .await?;
@@ -66,9 +80,9 @@ impl PodNamespaces {
         Ok(())
     }
 
-    /// Unmount and delete the files (idempotent).
+    /// Unmount and delete the files (idempotent; all three, whatever the mode).
     pub fn remove(&self) {
-        for p in self.all() {
+        for p in [&self.net, &self.ipc, &self.uts] {
             // Stacked mounts are possible after a crash between mount and
             // record; unmount until none is left.
             for _ in 0..4 {

@@ -124,6 +124,11 @@ struct PodState {
     /// The RuntimeClass handler running the pod's containers.
     #[serde(default)]
     handler: String,
+    /// Whether the containers share IPC and UTS namespaces made with the
+    /// network one (pods of more than one container; state written before
+    /// this field existed always did).
+    #[serde(default = "shared_by_default")]
+    shared_ipc_uts: bool,
     init: Vec<CState>,
     containers: Vec<CState>,
 }
@@ -151,6 +156,10 @@ pub(crate) struct PodWorker {
     rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
     /// Bumped on every state change (log followers watch it).
     changed: watch::Sender<u64>,
+}
+
+fn shared_by_default() -> bool {
+    true
 }
 
 fn write_state(dir: &Path, state: &PodState) {
@@ -206,10 +215,20 @@ impl PodWorker {
         let input = crate::bundle::Prepared {
             id: id.to_string(),
             rootfs: prepared.rootfs.clone(),
+            rootfs_overlay: prepared.overlay.clone(),
+            image_layers: prepared.layers.clone(),
             namespaces: crate::bundle::PodNamespaces {
                 network: crate::bundle::NamespaceMode::Join(ns.net.clone()),
-                ipc: crate::bundle::NamespaceMode::Join(ns.ipc.clone()),
-                uts: crate::bundle::NamespaceMode::Join(ns.uts.clone()),
+                ipc: if ns.shared_ipc_uts {
+                    crate::bundle::NamespaceMode::Join(ns.ipc.clone())
+                } else {
+                    crate::bundle::NamespaceMode::New
+                },
+                uts: if ns.shared_ipc_uts {
+                    crate::bundle::NamespaceMode::Join(ns.uts.clone())
+                } else {
+                    crate::bundle::NamespaceMode::New
+                },
                 pid: crate::bundle::NamespaceMode::New,
             },
             cgroups_path,
@@ -314,6 +333,9 @@ impl PodWorker {
                     start_time: Timestamp::now(),
                     sandbox: false,
                     handler: String::new(),
+                    shared_ipc_uts: spec.containers.len()
+                        + spec.init_containers.as_ref().map_or(0, Vec::len)
+                        > 1,
                     init: spec
                         .init_containers
                         .iter()
@@ -373,7 +395,7 @@ impl PodWorker {
     }
 
     fn namespaces(&self) -> PodNamespaces {
-        PodNamespaces::at(&self.dir)
+        PodNamespaces::at(&self.dir, lock(&self.state).shared_ipc_uts)
     }
 
     /// Apply a change to the state: persist it and tell everyone.
@@ -566,17 +588,7 @@ impl PodWorker {
         let handler = self.runtime_handler(node).await?;
         self.update(node, |st| st.handler = handler.clone());
         let ns = self.namespaces();
-        let hostname = lock(&self.pod)
-            .as_ref()
-            .and_then(|p| {
-                p.spec
-                    .as_ref()
-                    .and_then(|s| s.hostname.clone())
-                    .or_else(|| p.metadata.name.clone())
-            })
-            .unwrap_or_default();
-        let hostname: String = hostname.chars().take(63).collect();
-        ns.create(&hostname).await?;
+        ns.create().await?;
         if let (Some(cg), Some(pod)) = (node.cgroups.as_ref(), lock(&self.pod).clone()) {
             let spec = pod.spec.clone().unwrap_or_default();
             let limits = crate::bundle::pod_resources(&spec, node.settings.pids_limit)
