@@ -34,6 +34,12 @@ pub struct NodeArgs {
     #[arg(long = "cni-plugin-dir", env = "SKIFF_CNI_PLUGIN_DIRS", value_delimiter = ',',
           default_values = ["/usr/lib/cni", "/opt/cni/bin"])]
     pub cni_plugin_dirs: Vec<PathBuf>,
+    /// How many sandboxes and containers the node sets up at once (network
+    /// namespace, CNI, `runc run`); 0: twice the CPUs. More pods than this
+    /// arriving together wait their turn instead of thrashing the kernel's
+    /// network and mount locks.
+    #[arg(long, env = "SKIFF_NODE_PARALLEL_STARTS", default_value_t = 0)]
+    pub node_parallel_starts: usize,
 }
 
 /// `skiff supervise` (started by the node, not by people).
@@ -177,6 +183,10 @@ pub async fn start(
             .filter_map(|h| find_in_path(h).map(|p| (h.to_string(), p)))
             .collect(),
         cluster_dns: Some(cluster_dns),
+        parallel_starts: match args.node_parallel_starts {
+            0 => 2 * cpus as usize,
+            n => n,
+        },
     };
     let recorder = skiff_client::events::Recorder::new(
         client.clone(),

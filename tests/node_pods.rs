@@ -1225,6 +1225,27 @@ fn containers_of_a_pod_share_its_network_ipc_and_uts_namespaces() {
     ]);
     assert!(solo.contains("\nsolo\n"), "{solo}");
     assert!(solo.contains("UP"), "{solo}");
+    // IPv4 pods: no IPv6 on eth0 (nothing for the bridge to flood), `::1`
+    // on loopback.
+    let addrs = s.ok(&["exec", "solo", "--", "ip", "-o", "addr"]);
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains("lo") && l.contains("inet6 ::1")),
+        "{addrs}"
+    );
+    assert!(
+        !addrs
+            .lines()
+            .any(|l| l.contains("eth0") && l.contains("inet6")),
+        "{addrs}"
+    );
+    assert!(
+        addrs
+            .lines()
+            .any(|l| l.contains("eth0") && l.contains("inet ")),
+        "{addrs}"
+    );
     let duo_ipc = a.lines().nth(1).unwrap_or_default().to_string();
     assert!(!solo.contains(&duo_ipc), "{solo} vs {a}");
 }

@@ -88,6 +88,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn machine_busy_adds_user_nice_system_irq_softirq() {
+        let stat = "cpu  100 5 50 9000 7 3 2 0 0 0\ncpu0 1 1 1 1 1 1 1 0 0 0\n";
+        assert_eq!(parse_machine_busy(stat), Some(1.6));
+        assert_eq!(parse_machine_busy("intr 1\n"), None);
+    }
+
+    #[test]
     fn parses_rss_and_hwm() {
         let status = "Name:\tskiff\nVmPeak:\t  900 kB\nVmHWM:\t   30720 kB\nVmRSS:\t   20480 kB\nThreads:\t5\n";
         assert_eq!(
@@ -112,4 +119,30 @@ mod tests {
         let m = Memory::of_pid(std::process::id()).expect("own status");
         assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
     }
+}
+
+/// CPU time (user, nice, system, irq, softirq) the whole machine has spent
+/// since boot, all CPUs, in seconds (from `/proc/stat`, 10 ms resolution).
+///
+/// # Errors
+/// `/proc/stat` cannot be read or has no `cpu` line.
+pub fn machine_busy_seconds() -> io::Result<f64> {
+    let text = std::fs::read_to_string("/proc/stat")?;
+    parse_machine_busy(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat has no cpu line"))
+}
+
+fn parse_machine_busy(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq ...
+    let busy = [0usize, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    Some(busy as f64 / 100.0)
 }

@@ -125,9 +125,15 @@ async fn run(args: Args) -> Result<()> {
         for i in 0..args.runs {
             exit.push(runc.run_to_exit(&format!("x{i}"))?);
         }
+        let cpu0 = procfs::machine_busy_seconds().ok();
         for i in 0..args.runs {
             start.push(runc.run_detached(&format!("d{i}"))?);
         }
+        // Includes the `runc delete` after each run, as skiff's figure
+        // includes its own bookkeeping.
+        r.runc_cpu_ms = cpu0
+            .zip(procfs::machine_busy_seconds().ok())
+            .map(|(a, b)| (b - a) * 1e3 / args.runs.max(1) as f64);
         r.runc_exit = Latency::of(exit);
         r.runc_start = Latency::of(start);
         eprintln!(
@@ -248,6 +254,7 @@ async fn run(args: Args) -> Result<()> {
 
     // The Deployment.
     let deploys: Api<Deployment> = Api::namespaced(client.clone(), NS);
+    let cpu0 = procfs::machine_busy_seconds().ok();
     let t0 = Instant::now();
     deploys
         .create(&pp, &deployment("web", args.replicas))
@@ -275,6 +282,9 @@ async fn run(args: Args) -> Result<()> {
     }
     r.deploy = Some(t0.elapsed());
     r.replicas = args.replicas;
+    r.deploy_cpu_ms = cpu0
+        .zip(procfs::machine_busy_seconds().ok())
+        .map(|(a, b)| (b - a) * 1e3 / args.replicas.max(1) as f64);
     eprintln!("bench: Deployment Running in {}", ms(r.deploy));
     tokio::time::sleep(Duration::from_secs(3)).await; // status writes and probes settle
     r.loaded = node.memory()?;
@@ -849,6 +859,10 @@ struct Report {
     deploy: Option<Duration>,
     deploy_capped: Option<usize>,
     replicas: usize,
+    /// Machine CPU (all processes) per `runc run -d` of the floor.
+    runc_cpu_ms: Option<f64>,
+    /// Machine CPU per pod while the Deployment came up.
+    deploy_cpu_ms: Option<f64>,
     idle: Agent,
     loaded: Agent,
     loaded_pods: usize,
@@ -1030,6 +1044,15 @@ fn render(args: &Args, r: &Report) -> String {
                 r.deploy_capped.is_none() && s < TARGET_DEPLOY_S,
                 format!("{:.2}× target", s / TARGET_DEPLOY_S),
             ),
+        );
+    }
+    if let (Some(floor), Some(ours)) = (r.runc_cpu_ms, r.deploy_cpu_ms) {
+        row(
+            &mut o,
+            "machine CPU per pod, Deployment (all processes) / per runc run -d + delete",
+            format!("{ours:.1} ms / {floor:.1} ms"),
+            "",
+            format!("{:.2}×", ours / floor.max(0.001)),
         );
     }
     let pods = r.loaded_pods.max(1);

@@ -129,6 +129,9 @@ pub struct SandboxConfig {
     /// The cluster DNS pods use (their `/etc/resolv.conf`); `None` gives
     /// them the node's own resolver configuration.
     pub cluster_dns: Option<crate::network::ClusterDns>,
+    /// Sandbox and container set-ups (namespaces and CNI; bundle and
+    /// `runc run`) running at once, at least 1.
+    pub parallel_starts: usize,
 }
 
 impl SandboxConfig {
@@ -164,6 +167,8 @@ pub(crate) struct Node {
     pub(crate) cgroups: Option<crate::cgroups::Cgroups>,
     /// What shapes every container's spec.
     pub(crate) settings: crate::bundle::NodeSettings,
+    /// Permits for set-ups ([`SandboxConfig::parallel_starts`]).
+    pub(crate) starts: tokio::sync::Semaphore,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<PodEvent>>>,
     pods: Mutex<HashMap<String, Arc<PodWorker>>>,
 }
@@ -309,6 +314,7 @@ impl SandboxRuntime {
         }
         settings.swap_accounting = cgroups.as_ref().is_some_and(|c| c.swap_accounting());
         let node = Arc::new(Node {
+            starts: tokio::sync::Semaphore::new(config.parallel_starts.max(1)),
             config,
             images,
             supervisor,

@@ -46,8 +46,9 @@ impl PodNamespaces {
     }
 
     /// Create the namespaces, with the loopback interface up in the network
-    /// one (the hostname is the runtime's job: every container's spec sets
-    /// it). A partly created set (a crash halfway) is removed first.
+    /// one and IPv6 off for interfaces added later (the hostname is the
+    /// runtime's job: every container's spec sets it). A partly created set
+    /// (a crash halfway) is removed first.
     pub async fn create(&self) -> Result<(), std::io::Error> {
         if self.exist() {
             return Ok(());
@@ -65,8 +66,18 @@ impl PodNamespaces {
             cmd.arg(format!("--ipc={}", self.ipc.display()))
                 .arg(format!("--uts={}", self.uts.display()));
         }
+        // Pods are IPv4: interfaces made later in the namespace (the CNI
+        // `eth0`) get no IPv6, so they send no duplicate-address probes,
+        // router solicitations or MLD reports, which the bridge floods to
+        // every other pod's port (quadratic in the pods on the node).
+        // Loopback keeps `::1`. Without IPv6 in the kernel the write fails
+        // and there is nothing to switch off.
         let out = cmd
-            .args(["ip", "link", "set", "lo", "up"])
+            .args([
+                "sh",
+                "-c",
+                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 2>/dev/null; exec ip link set lo up",
+            ])
             .kill_on_drop(true)
             .output()
             .await?;

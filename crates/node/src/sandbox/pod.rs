@@ -586,6 +586,8 @@ impl PodWorker {
 
     async fn create_sandbox(&self, node: &Node) -> Result<(), RuntimeError> {
         let handler = self.runtime_handler(node).await?;
+        // Never closed: the node owns it.
+        let _permit = node.starts.acquire().await;
         self.update(node, |st| st.handler = handler.clone());
         let ns = self.namespaces();
         ns.create().await?;
@@ -841,6 +843,7 @@ impl PodWorker {
             }
         };
         let log_path = self.log_path(&name, run);
+        let permit = node.starts.acquire().await;
         if let Err((reason, message)) =
             self.write_bundle(node, &spec, &id, &dir, &prepared, &config)
         {
@@ -868,6 +871,7 @@ impl PodWorker {
                 },
             })
             .await;
+        drop(permit);
         match started {
             Ok(rec) => {
                 let startup = spec.startup_probe.is_some();
