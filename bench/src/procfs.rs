@@ -83,6 +83,32 @@ fn parse_cpu_seconds(stat: &str) -> Option<f64> {
     Some((utime + stime) as f64 / USER_HZ)
 }
 
+/// CPU time (user, nice, system, irq, softirq) the whole machine has spent
+/// since boot, all CPUs, in seconds (from `/proc/stat`, 10 ms resolution).
+///
+/// # Errors
+/// `/proc/stat` cannot be read or has no `cpu` line.
+pub fn machine_busy_seconds() -> io::Result<f64> {
+    let text = std::fs::read_to_string("/proc/stat")?;
+    parse_machine_busy(&text)
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat has no cpu line"))
+}
+
+fn parse_machine_busy(stat: &str) -> Option<f64> {
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let f: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    // user nice system idle iowait irq softirq ...
+    let busy = [0usize, 1, 2, 5, 6]
+        .iter()
+        .map(|&i| f.get(i).copied().unwrap_or(0))
+        .sum::<u64>();
+    Some(busy as f64 / 100.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,30 +145,4 @@ mod tests {
         let m = Memory::of_pid(std::process::id()).expect("own status");
         assert!(m.rss_kib > 0 && m.hwm_kib >= m.rss_kib);
     }
-}
-
-/// CPU time (user, nice, system, irq, softirq) the whole machine has spent
-/// since boot, all CPUs, in seconds (from `/proc/stat`, 10 ms resolution).
-///
-/// # Errors
-/// `/proc/stat` cannot be read or has no `cpu` line.
-pub fn machine_busy_seconds() -> io::Result<f64> {
-    let text = std::fs::read_to_string("/proc/stat")?;
-    parse_machine_busy(&text)
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "/proc/stat has no cpu line"))
-}
-
-fn parse_machine_busy(stat: &str) -> Option<f64> {
-    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
-    let f: Vec<u64> = line
-        .split_whitespace()
-        .skip(1)
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    // user nice system idle iowait irq softirq ...
-    let busy = [0usize, 1, 2, 5, 6]
-        .iter()
-        .map(|&i| f.get(i).copied().unwrap_or(0))
-        .sum::<u64>();
-    Some(busy as f64 / 100.0)
 }
