@@ -723,6 +723,16 @@ impl Shared {
         if pod.status.as_ref() == Some(&desired) {
             return Ok(());
         }
+        // Mid set-up, once the pod shows it is being created: the runtime
+        // reports again when the round is over (fewer writes, each of which
+        // every pod watcher decodes).
+        let reported = pod
+            .status
+            .as_ref()
+            .is_some_and(|s| s.container_statuses.as_ref().is_some_and(|c| !c.is_empty()));
+        if rt.settling && reported {
+            return Ok(());
+        }
         let name = pod.metadata.name.clone().unwrap_or_default();
         let namespace = pod.metadata.namespace.clone().unwrap_or_default();
         let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);

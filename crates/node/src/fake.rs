@@ -657,6 +657,7 @@ impl NodeRuntime for FakeRuntime {
             start_time: pod.start_time,
             init_containers,
             containers,
+            settling: false,
         })
     }
 

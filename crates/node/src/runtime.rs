@@ -114,6 +114,11 @@ pub struct PodRuntimeStatus {
     pub start_time: Timestamp,
     pub init_containers: Vec<ContainerStatus>,
     pub containers: Vec<ContainerStatus>,
+    /// The runtime is in the middle of setting the pod up (sandbox, image,
+    /// container start) and will report again when it is done: the agent
+    /// need not write the intermediate states (an address without running
+    /// containers, an image ID) once the pod shows it is being created.
+    pub settling: bool,
 }
 
 /// Options of [`NodeRuntime::logs`], as `kubectl logs` sends them.

@@ -319,6 +319,7 @@ mod tests {
             start_time: ts(0),
             init_containers: vec![],
             containers,
+            settling: false,
         }
     }
 

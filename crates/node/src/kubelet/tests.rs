@@ -122,6 +122,7 @@ impl NodeRuntime for HostRuntime {
                 ready: true,
                 started: true,
             }],
+            settling: false,
         })
     }
 

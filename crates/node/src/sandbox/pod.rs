@@ -156,6 +156,8 @@ pub(crate) struct PodWorker {
     rx: Mutex<Option<mpsc::UnboundedReceiver<Cmd>>>,
     /// Bumped on every state change (log followers watch it).
     changed: watch::Sender<u64>,
+    /// A round of sandbox/container starts is under way.
+    settling: std::sync::atomic::AtomicBool,
 }
 
 fn shared_by_default() -> bool {
@@ -310,6 +312,7 @@ impl PodWorker {
             tx,
             rx: Mutex::new(Some(rx)),
             changed: watch::channel(0).0,
+            settling: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -387,6 +390,7 @@ impl PodWorker {
     pub(crate) fn status(&self) -> PodRuntimeStatus {
         let st = lock(&self.state);
         PodRuntimeStatus {
+            settling: self.settling.load(std::sync::atomic::Ordering::SeqCst),
             pod_ips: st.pod_ips.clone(),
             start_time: st.start_time,
             init_containers: st.init.iter().map(|c| c.status.clone()).collect(),
@@ -468,6 +472,10 @@ impl PodWorker {
         let mut sandbox_delay = Duration::from_millis(500);
         loop {
             let orphan = lock(&self.pod).is_none();
+            // Sandbox and container starts of this round report once, at
+            // the end (see `PodRuntimeStatus::settling`).
+            self.settling.store(true, std::sync::atomic::Ordering::SeqCst);
+            let version = *self.changed.borrow();
             if !orphan && !lock(&self.state).sandbox {
                 match self.create_sandbox(&node).await {
                     Ok(()) => {}
@@ -485,6 +493,10 @@ impl PodWorker {
             }
             if !orphan && lock(&self.state).sandbox {
                 self.step(&node).await;
+            }
+            self.settling.store(false, std::sync::atomic::Ordering::SeqCst);
+            if *self.changed.borrow() != version {
+                node.notify(&self.uid);
             }
             let wake = self.next_wake();
             let sleep = match (lock(&self.state).sandbox, wake) {
