@@ -1,6 +1,7 @@
 //! A pod's shared namespaces without a pause process: its network namespace
 //! (and, for pods of more than one container, its IPC and UTS namespaces)
-//! is created once by util-linux's `unshare` and kept alive by bind mounts
+//! is created once, in-process on a thread of its own (no helper processes
+//! on the way of every pod start), and kept alive by bind mounts
 //! on files in the pod's directory; every container of the pod joins them
 //! by path. A pod of one container gets its own IPC and UTS namespaces from
 //! the runtime instead (nobody to share them with), which keeps two mounts
@@ -60,32 +61,27 @@ impl PodNamespaces {
             }
             std::fs::File::create(p)?;
         }
-        let mut cmd = tokio::process::Command::new("unshare");
-        cmd.arg(format!("--net={}", self.net.display()));
-        if self.shared_ipc_uts {
-            cmd.arg(format!("--ipc={}", self.ipc.display()))
-                .arg(format!("--uts={}", self.uts.display()));
-        }
-        // Pods are IPv4: interfaces made later in the namespace (the CNI
-        // `eth0`) get no IPv6, so they send no duplicate-address probes,
-        // router solicitations or MLD reports, which the bridge floods to
-        // every other pod's port (quadratic in the pods on the node).
-        // Loopback keeps `::1`. Without IPv6 in the kernel the write fails
-        // and there is nothing to switch off.
-        let out = cmd
-            .args([
-                "sh",
-                "-c",
-                "echo 1 > /proc/sys/net/ipv6/conf/default/disable_ipv6 2>/dev/null; exec ip link set lo up",
-            ])
-            .kill_on_drop(true)
-            .output()
-            .await?;
-        if !out.status.success() {
+        let (made, shared) = (self.clone(), self.shared_ipc_uts);
+        let made_here = tokio::task::spawn_blocking(move || {
+            // A thread of its own: unsharing changes the namespaces of the
+            // calling thread for good, so no pool thread may do it.
+            std::thread::Builder::new()
+                .name("skiff-pod-ns".into())
+                .spawn(move || make_on_this_thread(&made, shared))
+                .map_err(|e| std::io::Error::other(format!("spawning a thread: {e}")))?
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("the namespace thread panicked")))
+        });
+        // Bounded: a pod never waits forever for its namespaces.
+        let result = match tokio::time::timeout(std::time::Duration::from_secs(30), made_here).await
+        {
+            Ok(joined) => joined.unwrap_or_else(|e| Err(std::io::Error::other(e.to_string()))),
+            Err(_) => Err(std::io::Error::other("timed out")),
+        };
+        if let Err(e) = result {
             self.remove();
             return Err(std::io::Error::other(format!(
-                "creating pod namespaces: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
+                "creating pod namespaces: {e}"
             )));
         }
         Ok(())
@@ -103,6 +99,82 @@ impl PodNamespaces {
             }
             let _ = std::fs::remove_file(p);
         }
+    }
+}
+
+/// Unshare this thread into new namespaces, set them up and bind them to
+/// the files of `ns` (which exist). Pods are IPv4: interfaces made later in
+/// the network namespace (the CNI `eth0`) get no IPv6, so they send no
+/// duplicate-address probes, router solicitations or MLD reports, which
+/// the bridge would flood to every other pod's port (quadratic in the pods
+/// of the node); loopback, up, keeps `::1`.
+fn make_on_this_thread(ns: &PodNamespaces, shared: bool) -> std::io::Result<()> {
+    use nix::mount::{mount, MsFlags};
+    use nix::sched::CloneFlags;
+    let mut flags = CloneFlags::CLONE_NEWNET;
+    if shared {
+        flags |= CloneFlags::CLONE_NEWIPC | CloneFlags::CLONE_NEWUTS;
+    }
+    nix::sched::unshare(flags)?;
+    // Without IPv6 in the kernel there is nothing to switch off.
+    let _ = std::fs::write("/proc/sys/net/ipv6/conf/default/disable_ipv6", "1");
+    loopback_up()?;
+    let mut binds = vec![("net", &ns.net)];
+    if shared {
+        binds.extend([("ipc", &ns.ipc), ("uts", &ns.uts)]);
+    }
+    for (kind, file) in binds {
+        let source = PathBuf::from(format!("/proc/thread-self/ns/{kind}"));
+        mount(
+            Some(&source),
+            file.as_path(),
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
+        .map_err(|e| std::io::Error::other(format!("binding {kind} to {}: {e}", file.display())))?;
+    }
+    Ok(())
+}
+
+/// Bring up `lo` (index 1 in a new network namespace) over rtnetlink, in
+/// the calling thread's network namespace.
+fn loopback_up() -> std::io::Result<()> {
+    use netlink_packet_core::{
+        NetlinkHeader, NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_REQUEST,
+    };
+    use netlink_packet_route::link::{LinkFlags, LinkMessage};
+    use netlink_packet_route::RouteNetlinkMessage;
+
+    let mut link = LinkMessage::default();
+    link.header.index = 1;
+    link.header.flags = LinkFlags::Up;
+    link.header.change_mask = LinkFlags::Up;
+    let mut req = NetlinkMessage::new(
+        NetlinkHeader::default(),
+        NetlinkPayload::from(RouteNetlinkMessage::SetLink(link)),
+    );
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK;
+    req.header.sequence_number = 1;
+    req.finalize();
+    let mut buf = vec![0u8; req.buffer_len()];
+    req.serialize(&mut buf);
+
+    let mut socket = netlink_sys::Socket::new(netlink_sys::protocols::NETLINK_ROUTE)?;
+    socket.bind_auto()?;
+    socket.connect(&netlink_sys::SocketAddr::new(0, 0))?;
+    socket.send(&buf, 0)?;
+    let (reply, _) = socket.recv_from_full()?;
+    let msg = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&reply)
+        .map_err(|e| std::io::Error::other(format!("a bad rtnetlink reply: {e}")))?;
+    match msg.payload {
+        NetlinkPayload::Error(e) => match e.code {
+            None => Ok(()),
+            Some(code) => Err(std::io::Error::from_raw_os_error(-code.get())),
+        },
+        other => Err(std::io::Error::other(format!(
+            "unexpected rtnetlink reply to setting lo up: {other:?}"
+        ))),
     }
 }
 

@@ -158,6 +158,8 @@ pub(crate) struct PodWorker {
     changed: watch::Sender<u64>,
     /// A round of sandbox/container starts is under way.
     settling: std::sync::atomic::AtomicBool,
+    /// The status was read during the round (and perhaps not written).
+    asked_while_settling: std::sync::atomic::AtomicBool,
 }
 
 fn shared_by_default() -> bool {
@@ -313,6 +315,7 @@ impl PodWorker {
             rx: Mutex::new(Some(rx)),
             changed: watch::channel(0).0,
             settling: std::sync::atomic::AtomicBool::new(false),
+            asked_while_settling: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -389,8 +392,14 @@ impl PodWorker {
 
     pub(crate) fn status(&self) -> PodRuntimeStatus {
         let st = lock(&self.state);
+        let settling = self.settling.load(std::sync::atomic::Ordering::SeqCst);
+        if settling {
+            // Whoever asked may skip writing it: tell them again at the end.
+            self.asked_while_settling
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         PodRuntimeStatus {
-            settling: self.settling.load(std::sync::atomic::Ordering::SeqCst),
+            settling,
             pod_ips: st.pod_ips.clone(),
             start_time: st.start_time,
             init_containers: st.init.iter().map(|c| c.status.clone()).collect(),
@@ -474,7 +483,8 @@ impl PodWorker {
             let orphan = lock(&self.pod).is_none();
             // Sandbox and container starts of this round report once, at
             // the end (see `PodRuntimeStatus::settling`).
-            self.settling.store(true, std::sync::atomic::Ordering::SeqCst);
+            self.settling
+                .store(true, std::sync::atomic::Ordering::SeqCst);
             let version = *self.changed.borrow();
             if !orphan && !lock(&self.state).sandbox {
                 match self.create_sandbox(&node).await {
@@ -494,8 +504,12 @@ impl PodWorker {
             if !orphan && lock(&self.state).sandbox {
                 self.step(&node).await;
             }
-            self.settling.store(false, std::sync::atomic::Ordering::SeqCst);
-            if *self.changed.borrow() != version {
+            self.settling
+                .store(false, std::sync::atomic::Ordering::SeqCst);
+            let asked = self
+                .asked_while_settling
+                .swap(false, std::sync::atomic::Ordering::SeqCst);
+            if asked || *self.changed.borrow() != version {
                 node.notify(&self.uid);
             }
             let wake = self.next_wake();
