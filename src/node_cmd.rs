@@ -40,6 +40,10 @@ pub struct NodeArgs {
     /// network and mount locks.
     #[arg(long, env = "SKIFF_NODE_PARALLEL_STARTS", default_value_t = 0)]
     pub node_parallel_starts: usize,
+    /// Network sandboxes (namespace, address, CNI wiring) the node keeps
+    /// ready ahead of pods, so a pod's start does not wait for them.
+    #[arg(long, env = "SKIFF_NODE_WARM_SANDBOXES", default_value_t = 4)]
+    pub node_warm_sandboxes: usize,
 }
 
 /// `skiff supervise` (started by the node, not by people).
@@ -183,6 +187,7 @@ pub async fn start(
             .filter_map(|h| find_in_path(h).map(|p| (h.to_string(), p)))
             .collect(),
         cluster_dns: Some(cluster_dns),
+        warm_sandboxes: args.node_warm_sandboxes,
         parallel_starts: match args.node_parallel_starts {
             0 => 2 * cpus as usize,
             n => n,

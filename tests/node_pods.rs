@@ -81,13 +81,20 @@ fn a_pod_runs_as_a_real_container_with_its_own_address_and_logs() {
     // Its namespaces (bind mounts) and root filesystem are gone with it,
     // its veth left the bridge, its cgroups are removed.
     assert_eq!(mounts_of(&uid), 0, "mounts of pod {uid} left behind");
+    // What stays on the bridge are the node's warm sandboxes (4), no more.
     let bridge = s.arg("--node-bridge").unwrap_or_default();
-    let veths = std::process::Command::new("ip")
-        .args(["-o", "link", "show", "master", &bridge])
-        .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-        .unwrap_or_default();
-    assert!(veths.trim().is_empty(), "veths left on {bridge}: {veths}");
+    until(
+        Duration::from_secs(30),
+        || {
+            let veths = std::process::Command::new("ip")
+                .args(["-o", "link", "show", "master", &bridge])
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                .unwrap_or_default();
+            (veths.lines().count() == 4 && warm_count(&s) == 4).then_some(())
+        },
+        || format!("veths on {bridge} besides the 4 warm sandboxes"),
+    );
     for hierarchy in ["memory", "cpu", "pids", "unified"] {
         let dir = Path::new("/sys/fs/cgroup")
             .join(hierarchy)
@@ -1248,4 +1255,83 @@ fn containers_of_a_pod_share_its_network_ipc_and_uts_namespaces() {
     );
     let duo_ipc = a.lines().nth(1).unwrap_or_default().to_string();
     assert!(!solo.contains(&duo_ipc), "{solo} vs {a}");
+}
+
+/// The host-local reservations of the node: address → CNI container id.
+fn reservations(s: &Server) -> Vec<(String, String)> {
+    let root = s.dir.path().join("node").join("ipam");
+    let mut out = Vec::new();
+    for net in std::fs::read_dir(&root).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(net.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = f.file_name().to_string_lossy().into_owned();
+            if name.parse::<std::net::IpAddr>().is_ok() {
+                let id = std::fs::read_to_string(f.path()).unwrap_or_default();
+                out.push((name, id.lines().next().unwrap_or_default().to_string()));
+            }
+        }
+    }
+    out
+}
+
+fn warm_count(s: &Server) -> usize {
+    std::fs::read_dir(s.dir.path().join("node").join("warm"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().join("ns-net").exists())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+#[test]
+fn pods_take_warm_sandboxes_and_the_pool_refills() {
+    let s = node_server();
+    let warm_ids = |s: &Server| -> Vec<(String, String)> {
+        reservations(s)
+            .into_iter()
+            .filter(|(_, id)| id.starts_with("warm-"))
+            .collect()
+    };
+    until(
+        Duration::from_secs(30),
+        || (warm_count(&s) == 4 && warm_ids(&s).len() == 4).then_some(()),
+        || format!("{:?}\n{}", reservations(&s), s.log()),
+    );
+    let before = warm_ids(&s);
+    s.ok(&[
+        "run",
+        "w",
+        "--image=busybox:test",
+        "--restart=Never",
+        "--",
+        "sleep",
+        "3600",
+    ]);
+    let pod = wait_phase(&s, "w", "Running");
+    let ip = pod["status"]["podIP"].as_str().expect("podIP").to_string();
+    // The pod's address is a warm sandbox's, reserved under that id.
+    let (_, id) = before
+        .iter()
+        .find(|(a, _)| *a == ip)
+        .unwrap_or_else(|| panic!("{ip} not among the warm sandboxes {before:?}"));
+    let out = s.ok(&["exec", "w", "--", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(out.contains(&format!("inet {ip}/")), "{out}");
+    // The pool makes another.
+    until(
+        Duration::from_secs(30),
+        || (warm_count(&s) == 4 && warm_ids(&s).len() == 5).then_some(()),
+        || format!("{:?}", reservations(&s)),
+    );
+    // The pod gone, its address is released under the warm id it came with.
+    s.ok(&["delete", "pod", "w", "--grace-period=1"]);
+    until(
+        Duration::from_secs(30),
+        || (!reservations(&s).iter().any(|(_, i)| i == id)).then_some(()),
+        || format!("{:?}", reservations(&s)),
+    );
+    assert_eq!(warm_ids(&s).len(), 4, "{:?}", reservations(&s));
 }

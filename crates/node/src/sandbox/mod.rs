@@ -23,6 +23,7 @@ pub mod probes;
 pub mod stats;
 pub mod supervisor;
 mod volumes;
+mod warm;
 
 use crate::lock;
 use std::collections::HashMap;
@@ -132,6 +133,8 @@ pub struct SandboxConfig {
     /// Sandbox and container set-ups (namespaces and CNI; bundle and
     /// `runc run`) running at once, at least 1.
     pub parallel_starts: usize,
+    /// Network sandboxes kept ready ahead of pods (see `warm`); 0: none.
+    pub warm_sandboxes: usize,
 }
 
 impl SandboxConfig {
@@ -169,6 +172,9 @@ pub(crate) struct Node {
     pub(crate) settings: crate::bundle::NodeSettings,
     /// Permits for set-ups ([`SandboxConfig::parallel_starts`]).
     pub(crate) starts: tokio::sync::Semaphore,
+    /// Warm sandboxes ready to be taken, and the filler's wake-up.
+    pub(crate) warm: Mutex<Vec<warm::WarmSandbox>>,
+    pub(crate) warm_wanted: Arc<tokio::sync::Notify>,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<PodEvent>>>,
     pods: Mutex<HashMap<String, Arc<PodWorker>>>,
 }
@@ -315,6 +321,8 @@ impl SandboxRuntime {
         settings.swap_accounting = cgroups.as_ref().is_some_and(|c| c.swap_accounting());
         let node = Arc::new(Node {
             starts: tokio::sync::Semaphore::new(config.parallel_starts.max(1)),
+            warm: Mutex::new(Vec::new()),
+            warm_wanted: Arc::new(tokio::sync::Notify::new()),
             config,
             images,
             supervisor,
@@ -329,6 +337,7 @@ impl SandboxRuntime {
             pods: Mutex::new(HashMap::new()),
         });
         tokio::spawn(route_exits(Arc::downgrade(&node)));
+        tokio::spawn(warm::fill(Arc::downgrade(&node)));
         Ok(SandboxRuntime {
             facts: node_facts(&node.config),
             node,

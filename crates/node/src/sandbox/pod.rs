@@ -129,6 +129,10 @@ struct PodState {
     /// this field existed always did).
     #[serde(default = "shared_by_default")]
     shared_ipc_uts: bool,
+    /// The CNI container id the network was attached with: a warm
+    /// sandbox's, or (absent) the pod UID.
+    #[serde(default)]
+    cni_id: Option<String>,
     init: Vec<CState>,
     containers: Vec<CState>,
 }
@@ -339,6 +343,7 @@ impl PodWorker {
                     start_time: Timestamp::now(),
                     sandbox: false,
                     handler: String::new(),
+                    cni_id: None,
                     shared_ipc_uts: spec.containers.len()
                         + spec.init_containers.as_ref().map_or(0, Vec::len)
                         > 1,
@@ -610,19 +615,49 @@ impl PodWorker {
         Ok(rc.handler)
     }
 
-    async fn create_sandbox(&self, node: &Node) -> Result<(), RuntimeError> {
+    async fn create_sandbox(&self, node: &Arc<Node>) -> Result<(), RuntimeError> {
         let handler = self.runtime_handler(node).await?;
-        // Never closed: the node owns it.
-        let _permit = node.starts.acquire().await;
         self.update(node, |st| st.handler = handler.clone());
         let ns = self.namespaces();
-        ns.create().await?;
+        // A pod of one container takes a warm sandbox when there is one.
+        let warm = if ns.shared_ipc_uts {
+            None
+        } else {
+            super::warm::take(node)
+        };
+        let mut warm_ips = None;
+        if let Some(w) = warm {
+            match w.hand_over(&ns.net) {
+                Ok(()) => warm_ips = Some((w.id.clone(), w.ips.clone())),
+                Err(e) => {
+                    tracing::warn!(pod = %self.uid, error = %e, "taking a warm sandbox failed");
+                    ns.remove();
+                    super::warm::discard(node, w).await;
+                }
+            }
+        }
+        // Never closed: the node owns it.
+        let _permit = match warm_ips {
+            Some(_) => None,
+            None => Some(node.starts.acquire().await),
+        };
+        if warm_ips.is_none() {
+            ns.create().await?;
+        }
         if let (Some(cg), Some(pod)) = (node.cgroups.as_ref(), lock(&self.pod).clone()) {
             let spec = pod.spec.clone().unwrap_or_default();
             let limits = crate::bundle::pod_resources(&spec, node.settings.pids_limit)
                 .map_err(|e| RuntimeError::Failed(e.to_string()))?;
             cg.create_pod(&self.uid, &limits)
                 .map_err(|e| RuntimeError::Failed(format!("creating the pod cgroup: {e}")))?;
+        }
+        if let Some((id, ips)) = warm_ips {
+            self.update(node, |st| {
+                st.pod_ips = ips;
+                st.cni_id = Some(id);
+                st.sandbox = true;
+            });
+            return Ok(());
         }
         let target = Target {
             container_id: &self.uid,
@@ -1363,8 +1398,12 @@ impl PodWorker {
         }
         let ns = self.namespaces();
         if ns.net.exists() {
+            let cni_id = lock(&self.state)
+                .cni_id
+                .clone()
+                .unwrap_or_else(|| self.uid.clone());
             let target = Target {
-                container_id: &self.uid,
+                container_id: &cni_id,
                 netns: &ns.net,
                 ifname: "eth0",
             };
