@@ -55,7 +55,8 @@ pub(crate) async fn prepare(
     ips: &[IpAddr],
 ) -> Result<ContainerConfig, Failure> {
     let namespace = pod.metadata.namespace.clone().unwrap_or_default();
-    let mut objects = Objects::new(node.client.as_ref(), &namespace);
+    let mut objects =
+        Objects::new(node.client.as_ref(), &namespace).with_services(node.services.as_ref());
     let facts = PodFacts::gather(node, pod, ips).await;
     super::volumes::setup(pod, pod_dir, &mut objects, &facts)
         .await
@@ -75,6 +76,8 @@ pub(crate) async fn prepare(
 /// ConfigMaps and Secrets of one namespace, each read at most once.
 pub(crate) struct Objects<'a> {
     client: Option<&'a kube::Client>,
+    /// The node's Service cache (the kubelet's service lister), once synced.
+    services: Option<&'a skiff_client::cache::Cache<Service>>,
     namespace: String,
     config_maps: HashMap<String, Option<ConfigMap>>,
     secrets: HashMap<String, Option<Secret>>,
@@ -84,10 +87,20 @@ impl<'a> Objects<'a> {
     pub(crate) fn new(client: Option<&'a kube::Client>, namespace: &str) -> Self {
         Objects {
             client,
+            services: None,
             namespace: namespace.to_string(),
             config_maps: HashMap::new(),
             secrets: HashMap::new(),
         }
+    }
+
+    /// Read Services from `cache` (when it has synced) instead of the API.
+    pub(crate) fn with_services(
+        mut self,
+        cache: Option<&'a skiff_client::cache::Cache<Service>>,
+    ) -> Self {
+        self.services = cache.filter(|c| c.is_ready());
+        self
     }
 
     pub(crate) fn namespace(&self) -> &str {
@@ -175,6 +188,21 @@ impl Objects<'_> {
     /// API server's `default/kubernetes` always; sorted by name. A failed
     /// read gives none (logged).
     pub(crate) async fn services(&self, links: bool) -> Vec<Service> {
+        if let Some(cache) = self.services {
+            let mut by_name: BTreeMap<String, Service> = BTreeMap::new();
+            if links {
+                for svc in cache.in_namespace(&self.namespace) {
+                    by_name.insert(
+                        svc.metadata.name.clone().unwrap_or_default(),
+                        (*svc).clone(),
+                    );
+                }
+            }
+            if let Some(svc) = cache.get(Some("default"), "kubernetes") {
+                by_name.entry("kubernetes".into()).or_insert((*svc).clone());
+            }
+            return by_name.into_values().collect();
+        }
         let Some(client) = self.client else {
             return Vec::new();
         };

@@ -175,8 +175,19 @@ pub(crate) struct Node {
     /// Warm sandboxes ready to be taken, and the filler's wake-up.
     pub(crate) warm: Mutex<Vec<warm::WarmSandbox>>,
     pub(crate) warm_wanted: Arc<tokio::sync::Notify>,
+    /// Every Service, watched (service links without an API call per
+    /// container start); `None` without an API client.
+    pub(crate) services: Option<skiff_client::cache::Cache<k8s_openapi::api::core::v1::Service>>,
+    /// Ends the node's own watches when it goes.
+    watches: tokio_util::sync::CancellationToken,
     subscribers: Mutex<Vec<mpsc::UnboundedSender<PodEvent>>>,
     pods: Mutex<HashMap<String, Arc<PodWorker>>>,
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.watches.cancel();
+    }
 }
 
 impl Node {
@@ -319,10 +330,20 @@ impl SandboxRuntime {
             settings.all_capabilities = caps;
         }
         settings.swap_accounting = cgroups.as_ref().is_some_and(|c| c.swap_accounting());
+        let watches = tokio_util::sync::CancellationToken::new();
         let node = Arc::new(Node {
             starts: tokio::sync::Semaphore::new(config.parallel_starts.max(1)),
             warm: Mutex::new(Vec::new()),
             warm_wanted: Arc::new(tokio::sync::Notify::new()),
+            services: client.as_ref().map(|c| {
+                skiff_client::cache::Cache::spawn(
+                    kube::Api::all(c.clone()),
+                    kube::runtime::watcher::Config::default(),
+                    watches.clone(),
+                )
+                .0
+            }),
+            watches,
             config,
             images,
             supervisor,
