@@ -112,7 +112,7 @@ impl CState {
     }
 }
 
-/// Everything the worker knows about its pod (persisted as `state.json`).
+/// Everything the worker knows about its pod (persisted in [`STATE_FILES`]).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct PodState {
     uid: String,
@@ -129,6 +129,9 @@ struct PodState {
     /// this field existed always did).
     #[serde(default = "shared_by_default")]
     shared_ipc_uts: bool,
+    /// Bumped by every write (which of the two state files is newer).
+    #[serde(default)]
+    seq: u64,
     /// The CNI container id the network was attached with: a warm
     /// sandbox's, or (absent) the pod UID.
     #[serde(default)]
@@ -170,20 +173,43 @@ fn shared_by_default() -> bool {
     true
 }
 
-fn write_state(dir: &Path, state: &PodState) {
-    let tmp = dir.join("state.json.tmp");
-    let result = serde_json::to_vec(state)
+/// The two files the pod state alternates between. Each write goes to the
+/// one not holding the newest state (by `seq`), so a write cut short (the
+/// agent killed mid-write) leaves the newest complete state readable, and
+/// no file is created or deleted per write: a rename per update churned
+/// inodes, which ext4 allocates slower the more were freed recently.
+const STATE_FILES: [&str; 2] = ["state-a.json", "state-b.json"];
+
+fn write_state(dir: &Path, state: &mut PodState) {
+    state.seq += 1;
+    let Some(name) = STATE_FILES.get((state.seq % 2) as usize) else {
+        return;
+    };
+    let result = serde_json::to_vec(&*state)
         .map_err(std::io::Error::other)
-        .and_then(|bytes| std::fs::write(&tmp, bytes))
-        .and_then(|()| std::fs::rename(&tmp, dir.join("state.json")));
+        .and_then(|bytes| std::fs::write(dir.join(name), bytes));
     if let Err(e) = result {
         tracing::warn!(pod = %state.uid, error = %e, "writing pod state failed");
     }
 }
 
+/// The newest complete state in `dir` (also the single `state.json` that
+/// agents before the alternating files wrote).
 fn read_state(dir: &Path) -> Option<PodState> {
-    let bytes = std::fs::read(dir.join("state.json")).ok()?;
-    serde_json::from_slice(&bytes).ok()
+    STATE_FILES
+        .iter()
+        .chain(["state.json"].iter())
+        .filter_map(|f| std::fs::read(dir.join(f)).ok())
+        .filter_map(|b| serde_json::from_slice::<PodState>(&b).ok())
+        .max_by_key(|s| s.seq)
+}
+
+/// Whether `dir` holds a pod state.
+fn has_state(dir: &Path) -> bool {
+    STATE_FILES
+        .iter()
+        .chain(["state.json"].iter())
+        .any(|f| dir.join(f).exists())
 }
 
 /// Which list a container is in.
@@ -344,6 +370,7 @@ impl PodWorker {
                     sandbox: false,
                     handler: String::new(),
                     cni_id: None,
+                    seq: 0,
                     shared_ipc_uts: spec.containers.len()
                         + spec.init_containers.as_ref().map_or(0, Vec::len)
                         > 1,
@@ -370,7 +397,8 @@ impl PodWorker {
                 }
             }
         };
-        write_state(&dir, &state);
+        let mut state = state;
+        write_state(&dir, &mut state);
         Ok(Self::with_state(node, state, Some(pod)))
     }
 
@@ -421,7 +449,7 @@ impl PodWorker {
         let r = {
             let mut st = lock(&self.state);
             let r = f(&mut st);
-            write_state(&self.dir, &st);
+            write_state(&self.dir, &mut st);
             r
         };
         self.changed.send_modify(|v| *v += 1);
@@ -869,7 +897,7 @@ impl PodWorker {
                     let (name, image) = (name.clone(), image.clone());
                     tokio::spawn(async move {
                         tokio::time::sleep(Duration::from_secs(2)).await;
-                        if !worker.dir.join("state.json").exists() {
+                        if !has_state(&worker.dir) {
                             return; // the pod is gone meanwhile
                         }
                         let backing_off = worker.with_container(&node, kind, i, |c| {
@@ -1767,5 +1795,52 @@ fn human(secs: u64) -> String {
         format!("{secs}s")
     } else {
         format!("{}m{}s", secs / 60, secs % 60)
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn state(name: &str) -> PodState {
+        PodState {
+            uid: "u".into(),
+            namespace: "ns".into(),
+            name: name.into(),
+            pod_ips: Vec::new(),
+            start_time: Timestamp::UNIX_EPOCH,
+            sandbox: false,
+            handler: String::new(),
+            shared_ipc_uts: false,
+            seq: 0,
+            cni_id: None,
+            init: Vec::new(),
+            containers: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn state_alternates_files_and_survives_a_torn_write() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(read_state(dir.path()).is_none());
+        // What an older agent left: read, then superseded.
+        std::fs::write(
+            dir.path().join("state.json"),
+            serde_json::to_vec(&state("legacy")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(read_state(dir.path()).unwrap().name, "legacy");
+        let mut st = state("one");
+        write_state(dir.path(), &mut st);
+        st.name = "two".into();
+        write_state(dir.path(), &mut st);
+        let back = read_state(dir.path()).unwrap();
+        assert_eq!((back.name.as_str(), back.seq), ("two", 2));
+        // The next write goes to the file holding "one"; cut short, "two" stays.
+        let older = STATE_FILES[((st.seq + 1) % 2) as usize];
+        std::fs::write(dir.path().join(older), b"{\"uid\": \"u\", \"na").unwrap();
+        assert_eq!(read_state(dir.path()).unwrap().name, "two");
+        assert!(has_state(dir.path()));
     }
 }
