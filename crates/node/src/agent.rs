@@ -740,10 +740,12 @@ impl Shared {
             "metadata": {"uid": uid},
             "status": desired,
         });
-        match api
+        let t0 = std::time::Instant::now();
+        let written = api
             .patch_status(&name, &PatchParams::default(), &Patch::Merge(&patch))
-            .await
-        {
+            .await;
+        tracing::debug!(pod = %uid, ms = t0.elapsed().as_secs_f64() * 1e3, "pod status written");
+        match written {
             Ok(written) => {
                 // Keep what we wrote so a sync before the watch event does not write again.
                 let mut pods = lock(&self.pods);

@@ -644,6 +644,13 @@ impl PodWorker {
     }
 
     async fn create_sandbox(&self, node: &Arc<Node>) -> Result<(), RuntimeError> {
+        let t0 = std::time::Instant::now();
+        let r = self.create_sandbox_inner(node).await;
+        tracing::debug!(pod = %self.uid, ms = t0.elapsed().as_secs_f64() * 1e3, "sandbox ready");
+        r
+    }
+
+    async fn create_sandbox_inner(&self, node: &Arc<Node>) -> Result<(), RuntimeError> {
         let handler = self.runtime_handler(node).await?;
         self.update(node, |st| st.handler = handler.clone());
         let ns = self.namespaces();
@@ -801,6 +808,7 @@ impl PodWorker {
             };
             list.get(i).map_or(0, |c| c.runs)
         };
+        let t_start = std::time::Instant::now();
         let id = format!("{}-{}-{}", self.uid, name, run);
         let dir = self.container_dir(&id);
         let image = spec.image.clone().unwrap_or_default();
@@ -932,6 +940,7 @@ impl PodWorker {
             }
         };
         let log_path = self.log_path(&name, run);
+        let t_bundle = std::time::Instant::now();
         let permit = node.starts.acquire().await;
         if let Err((reason, message)) =
             self.write_bundle(node, &spec, &id, &dir, &prepared, &config)
@@ -961,6 +970,10 @@ impl PodWorker {
             })
             .await;
         drop(permit);
+        tracing::debug!(pod = %self.uid, container = %name,
+            prepare_ms = t_bundle.duration_since(t_start).as_secs_f64() * 1e3,
+            bundle_and_run_ms = t_bundle.elapsed().as_secs_f64() * 1e3,
+            "container started");
         match started {
             Ok(rec) => {
                 let startup = spec.startup_probe.is_some();
