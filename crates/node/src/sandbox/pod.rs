@@ -950,6 +950,7 @@ impl PodWorker {
             self.start_failed(node, kind, i, reason, &message);
             return;
         }
+        let bundle_ms = t_bundle.elapsed().as_secs_f64() * 1e3;
         self.with_container(node, kind, i, |c| {
             c.runs = run + 1;
             c.current = Some(id.clone());
@@ -972,6 +973,7 @@ impl PodWorker {
         drop(permit);
         tracing::debug!(pod = %self.uid, container = %name,
             prepare_ms = t_bundle.duration_since(t_start).as_secs_f64() * 1e3,
+            bundle_ms,
             bundle_and_run_ms = t_bundle.elapsed().as_secs_f64() * 1e3,
             "container started");
         match started {

@@ -367,6 +367,7 @@ impl Supervisor {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         let (tx, rx) = oneshot::channel();
+        let t_spawn = std::time::Instant::now();
         let mut child = match cmd.spawn() {
             Ok(c) => c,
             Err(e) => {
@@ -402,6 +403,7 @@ impl Supervisor {
                 }
             }
         };
+        tracing::debug!(id = %spec.id, ms = t_spawn.elapsed().as_secs_f64() * 1e3, "runtime run returned");
         if runc_exit.code != 0 {
             if let Some((path, task)) = console.take() {
                 task.abort();
