@@ -314,17 +314,8 @@ fn reset(data_dir: &Path, args: &NodeArgs) -> anyhow::Result<()> {
     }
     // 3. Mounts under the node dir (root filesystems, namespace files), deepest first.
     if let Ok(canon) = root.canonicalize() {
-        let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-        let mut points: Vec<PathBuf> = mountinfo
-            .lines()
-            .filter_map(|l| l.split(' ').nth(4))
-            .map(|p| PathBuf::from(p.replace("\\040", " ")))
-            .filter(|p| p.starts_with(&canon))
-            .collect();
-        points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-        for p in points {
-            let _ = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH);
-        }
+        // Best effort: whatever stays mounted makes step 6 fail, saying so.
+        let _ = skiff_node::sandbox::unmount_under(&canon);
     }
     // 4. The node's nftables table and service route, the bridge (pod
     // veths went with their namespaces).

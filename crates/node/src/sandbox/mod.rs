@@ -184,6 +184,28 @@ pub(crate) struct Node {
     pods: Mutex<HashMap<String, Arc<PodWorker>>>,
 }
 
+/// Unmount (detached) every mount at or under `root` (canonical) in this
+/// mount namespace, deepest first and each stacked one in turn; returns the
+/// ones that failed.
+pub fn unmount_under(root: &Path) -> Vec<(PathBuf, nix::Error)> {
+    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .map(|p| PathBuf::from(p.replace("\\040", " ")))
+        .filter(|p| p.starts_with(root))
+        .collect();
+    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    points
+        .into_iter()
+        .filter_map(|p| {
+            nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH)
+                .err()
+                .map(|e| (p, e))
+        })
+        .collect()
+}
+
 impl Drop for Node {
     fn drop(&mut self) {
         self.watches.cancel();

@@ -25,7 +25,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -153,7 +153,7 @@ fn memory_volume_size(pod: &Pod, facts: &PodFacts, limit: Option<u64>) -> u64 {
 
 /// A tmpfs on `dir` unless one is there already.
 fn mount_tmpfs(dir: &Path, size: Option<u64>, mode: u32) -> Result<(), String> {
-    if is_mount_point(dir) {
+    if skiff_image::mount::is_mount_point(dir) {
         return Ok(());
     }
     let mut options = format!("mode={mode:o}");
@@ -169,14 +169,6 @@ fn mount_tmpfs(dir: &Path, size: Option<u64>, mode: u32) -> Result<(), String> {
         Some(options.as_str()),
     )
     .map_err(|e| format!("mounting a tmpfs on {}: {e}", dir.display()))
-}
-
-fn is_mount_point(dir: &Path) -> bool {
-    let (Ok(me), Some(Ok(parent))) = (std::fs::metadata(dir), dir.parent().map(std::fs::metadata))
-    else {
-        return false;
-    };
-    me.dev() != parent.dev() || me.ino() == parent.ino()
 }
 
 /// The kubelet's `hostPath.type` checks (and creation for `...OrCreate`).
@@ -673,19 +665,8 @@ pub(crate) fn teardown(pod_dir: &Path) {
     let Ok(root) = volumes_dir(pod_dir).canonicalize() else {
         return;
     };
-    let mountinfo = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
-    let mut points: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .map(|p| PathBuf::from(p.replace("\\040", " ")))
-        .filter(|p| p.starts_with(&root))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
-    points.dedup();
-    for p in points {
-        if let Err(e) = nix::mount::umount2(&p, nix::mount::MntFlags::MNT_DETACH) {
-            tracing::warn!(path = %p.display(), error = %e, "unmounting a volume failed");
-        }
+    for (p, e) in super::unmount_under(&root) {
+        tracing::warn!(path = %p.display(), error = %e, "unmounting a volume failed");
     }
 }
 
@@ -743,6 +724,7 @@ where
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     fn files(entries: &[(&str, &str, u32)]) -> Payload {
         entries
